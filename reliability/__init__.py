@@ -1,0 +1,1 @@
+"""Open data reliability platform on Dagster."""

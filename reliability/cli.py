@@ -1,0 +1,51 @@
+"""The `reliability` command.
+
+Each area registers its subcommands through a light `register(subparsers)` function; heavy libraries
+(dagster, dbt, soda, confluent_kafka) are imported inside the handlers only, so `reliability --help`
+and store-only commands stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Modules with `register(subparsers: argparse._SubParsersAction) -> None`. Keep imports in them light.
+AREA_CLI_MODULES: tuple[str, ...] = (
+    "reliability.shop.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reliability",
+        description="Data reliability platform on Dagster: detect, triage, mitigate, resolve, review.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in AREA_CLI_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(handler(args) or 0)
+    except UserFacingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+class UserFacingError(Exception):
+    """An error whose message is meant for the user as is (names the file, field or value)."""
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
