@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from reliability.errors import UserFacingError
+
 # Modules with `register(subparsers: argparse._SubParsersAction) -> None`. Keep imports in them light.
 AREA_CLI_MODULES: tuple[str, ...] = (
     "reliability.shop.cli",
@@ -41,10 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserFacingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-
-
-class UserFacingError(Exception):
-    """An error whose message is meant for the user as is (names the file, field or value)."""
 
 
 if __name__ == "__main__":
