@@ -1,0 +1,94 @@
+"""Where the platform finds its inputs: one settings file plus environment overrides.
+
+Pointing the platform at another dbt project, contracts folder or warehouse is configuration only:
+set `RELIABILITY_SETTINGS` to another settings file, or override single paths with the environment
+variables named in `ENV_OVERRIDES`. Relative paths in a settings file are relative to that file.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from reliability.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SETTINGS_FILE = REPO_ROOT / "reliability.yaml"
+
+# settings field -> environment variable that overrides it
+ENV_OVERRIDES: dict[str, str] = {
+    "warehouse_path": "RELIABILITY_WAREHOUSE",
+    "dbt_project_dir": "RELIABILITY_DBT_PROJECT_DIR",
+    "dbt_profiles_dir": "RELIABILITY_DBT_PROFILES_DIR",
+    "contracts_dir": "RELIABILITY_CONTRACTS_DIR",
+    "assets_file": "RELIABILITY_ASSETS_FILE",
+    "incident_store_url": "RELIABILITY_INCIDENT_STORE_URL",
+}
+
+
+class Settings(BaseModel):
+    """Resolved, absolute locations of everything the platform reads or writes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    warehouse_path: Path
+    dbt_project_dir: Path
+    dbt_profiles_dir: Path | None = None
+    contracts_dir: Path
+    assets_file: Path
+    incident_store_url: str | None = None
+    source_file: Path | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.warehouse_path.parent
+
+
+def _resolve(base: Path, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(os.path.expandvars(os.path.expanduser(value)))
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read the settings file (default `reliability.yaml` at the repo root) and apply env overrides."""
+    env = dict(os.environ if environ is None else environ)
+    settings_file = Path(path or env.get("RELIABILITY_SETTINGS") or DEFAULT_SETTINGS_FILE).resolve()
+    try:
+        raw = yaml.safe_load(settings_file.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{settings_file}: settings file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{settings_file}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{settings_file}: expected a mapping of settings, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(ENV_OVERRIDES))
+    if unknown:
+        raise ConfigError(f"{settings_file}: unknown field(s) {unknown}; known: {sorted(ENV_OVERRIDES)}")
+    base = settings_file.parent
+    values: dict[str, object] = {}
+    for field, env_name in ENV_OVERRIDES.items():
+        if env.get(env_name):
+            raw_value, origin = env[env_name], Path.cwd()
+        else:
+            raw_value, origin = raw.get(field), base
+        if field == "incident_store_url":
+            values[field] = raw_value
+        else:
+            values[field] = _resolve(origin, raw_value)
+    try:
+        return Settings(**values, source_file=settings_file)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(map(str, e["loc"])) + f": {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{settings_file}: {fields}") from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process (cached: read once per code location load)."""
+    return load_settings()
