@@ -2,8 +2,8 @@
 
 Rows are made inside DuckDB from `range()` and `hash()`, so 10 million orders take seconds. Each
 raw table is daily-partitioned by its business date; writing a partition replaces that day only.
-Customer ids referenced by day `d` are all signed up on or before `d`, so foreign keys hold as soon as
-the days up to `d` are loaded.
+Orders of day `d` reference only customers who signed up on day `d`, so every partition is
+self-contained: foreign keys hold for any set of loaded days, and a backfill of one day is complete.
 """
 
 from __future__ import annotations
@@ -66,13 +66,13 @@ def _orders_select(scale: ShopScale, day: date) -> str:
     """SQL selecting the orders of `day` (all values are ints/dates we format, never user text)."""
     d = day_index(day)
     first_id = d * scale.orders_per_day + 1
-    known_customers = (d + 1) * scale.customers_per_day
+    first_customer = d * scale.customers_per_day + 1
     statuses = "[" + ", ".join(f"'{s}'" for s in ORDER_STATUSES) + "]"
     pct = _rand(scale.seed, "i", "status", 100)
     return f"""
         select
             i as order_id,
-            {_rand(scale.seed, 'i', 'customer', known_customers)} + 1 as customer_id,
+            {first_customer} + {_rand(scale.seed, 'i', 'customer', scale.customers_per_day)} as customer_id,
             date '{day.isoformat()}' as order_date,
             date '{day.isoformat()}' + to_seconds({_rand(scale.seed, 'i', 'time', 86400)})
                 as ordered_at,

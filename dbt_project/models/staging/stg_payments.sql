@@ -1,0 +1,11 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='payment_date',
+          tags=['daily']) }}
+
+select
+    cast(payment_id as bigint) as payment_id,
+    cast(order_id as bigint) as order_id,
+    cast(payment_date as date) as payment_date,
+    lower(method) as payment_method,
+    cast(amount as decimal(12, 2)) as amount
+from {{ source('raw', 'raw_payments') }}
+where {{ partition_filter('payment_date') }}
