@@ -8,6 +8,7 @@ variables named in `ENV_OVERRIDES`. Relative paths in a settings file are relati
 from __future__ import annotations
 
 import os
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,7 +28,9 @@ ENV_OVERRIDES: dict[str, str] = {
     "contracts_dir": "RELIABILITY_CONTRACTS_DIR",
     "assets_file": "RELIABILITY_ASSETS_FILE",
     "incident_store_url": "RELIABILITY_INCIDENT_STORE_URL",
+    "partitions_start_date": "RELIABILITY_PARTITIONS_START_DATE",
 }
+_NOT_PATHS = {"incident_store_url", "partitions_start_date"}
 
 
 class Settings(BaseModel):
@@ -41,6 +44,7 @@ class Settings(BaseModel):
     contracts_dir: Path
     assets_file: Path
     incident_store_url: str | None = None
+    partitions_start_date: date = date(2026, 1, 1)
     source_file: Path | None = None
 
     @property
@@ -77,8 +81,9 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
             raw_value, origin = env[env_name], Path.cwd()
         else:
             raw_value, origin = raw.get(field), base
-        if field == "incident_store_url":
-            values[field] = raw_value
+        if field in _NOT_PATHS:
+            if raw_value is not None:
+                values[field] = raw_value
         else:
             values[field] = _resolve(origin, raw_value)
     try:

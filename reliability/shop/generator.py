@@ -34,7 +34,11 @@ RAW_TABLE_DDL: dict[str, str] = {
 }
 
 # the date column each raw table is partitioned by
-PARTITION_COLUMN = {"raw_orders": "order_date", "raw_customers": "signup_date", "raw_payments": "payment_date"}
+PARTITION_COLUMN = {
+    "raw_orders": "order_date",
+    "raw_customers": "signup_date",
+    "raw_payments": "payment_date",
+}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,106 @@
+"""dbt models as assets (daily-partitioned where tagged `daily`), tests as checks, exposures as assets."""
+
+
+import json
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+
+from reliability.dbt.project import dbt_executable, dbt_exposures, load_manifest, profiles_dir
+from reliability.resources import DUCKDB_POOL, daily_partitions
+from reliability.settings import Settings
+
+DAILY_TAG = "daily"
+
+
+class ReliabilityDbtTranslator(DagsterDbtTranslator):
+    """Sources and models are keyed by bare table name, so dbt sources meet the raw assets."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        return dg.AssetKey([dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return "dbt"
+
+
+class WarehouseDbtResource(DbtCliResource):
+    """`DbtCliResource` whose subprocesses see the warehouse path from the platform settings."""
+
+    warehouse_path: str
+
+    def cli(self, args, **kwargs):  # same signature as the parent
+        # dagster-dbt passes os.environ to dbt; profiles.yml reads the warehouse path from it.
+        os.environ["RELIABILITY_WAREHOUSE"] = self.warehouse_path
+        return super().cli(args, **kwargs)
+
+
+def _partition_vars(context: dg.AssetExecutionContext) -> list[str]:
+    """`--vars` restricting daily models to the days of the run's partition (range)."""
+    window = context.partition_time_window
+    last_day = (window.end - timedelta(days=1)).date()
+    days = {"min_date": window.start.date().isoformat(), "max_date": last_day.isoformat()}
+    return ["--vars", json.dumps(days)]
+
+
+def _has_daily_models(manifest: Mapping[str, Any]) -> tuple[bool, bool]:
+    models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    daily = any(DAILY_TAG in n.get("tags", []) for n in models)
+    other = any(DAILY_TAG not in n.get("tags", []) for n in models)
+    return daily, other
+
+
+def defs(settings: Settings) -> dg.Definitions:
+    manifest = load_manifest(settings)
+    translator = ReliabilityDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+    has_daily, has_other = _has_daily_models(manifest)
+    assets: list[Any] = []
+
+    if has_daily:
+
+        @dbt_assets(
+            manifest=manifest, select=f"tag:{DAILY_TAG}", name="dbt_daily_models",
+            partitions_def=daily_partitions(settings), dagster_dbt_translator=translator,
+            backfill_policy=dg.BackfillPolicy.single_run(), pool=DUCKDB_POOL,
+        )
+        def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+            yield from dbt.cli(["build", *_partition_vars(context)], context=context).stream()
+
+        assets.append(dbt_daily_models)
+
+    if has_other:
+
+        @dbt_assets(
+            manifest=manifest, exclude=f"tag:{DAILY_TAG}" if has_daily else "", name="dbt_models",
+            dagster_dbt_translator=translator, pool=DUCKDB_POOL,
+        )
+        def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+            yield from dbt.cli(["build"], context=context).stream()
+
+        assets.append(dbt_models)
+
+    exposures = [
+        dg.AssetSpec(
+            key=exposure.name, deps=exposure.parents, group_name="exposures", kinds={exposure.type},
+            description=exposure.description,
+            metadata={
+                "exposure_type": exposure.type,
+                **({"url": dg.MetadataValue.url(exposure.url)} if exposure.url else {}),
+            },
+        )
+        for exposure in dbt_exposures(manifest)
+    ]
+    return dg.Definitions(
+        assets=[*assets, *exposures],
+        resources={
+            "dbt": WarehouseDbtResource(
+                project_dir=str(settings.dbt_project_dir),
+                profiles_dir=str(profiles_dir(settings)),
+                warehouse_path=str(settings.warehouse_path),
+                dbt_executable=dbt_executable(),
+            )
+        },
+    )

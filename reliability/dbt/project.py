@@ -1,0 +1,126 @@
+"""The dbt project the platform points at: manifest, policies from `meta`, exposures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reliability.config import AssetPolicy, parse_policy
+from reliability.errors import ConfigError
+from reliability.settings import Settings
+
+PROJECT_SOURCES = ("models", "macros", "tests", "seeds", "snapshots", "analyses")
+PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "selectors.yml")
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """Environment for dbt subprocesses: profiles read the warehouse path from RELIABILITY_WAREHOUSE."""
+    return {**os.environ, "RELIABILITY_WAREHOUSE": str(settings.warehouse_path), "DO_NOT_TRACK": "1"}
+
+
+def dbt_executable() -> str:
+    """The dbt installed beside this Python (the venv's), else whatever `dbt` is on PATH."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.exists() else "dbt"
+
+
+def profiles_dir(settings: Settings) -> Path:
+    return settings.dbt_profiles_dir or settings.dbt_project_dir
+
+
+def _newest_source_mtime(project_dir: Path) -> float:
+    newest = 0.0
+    for name in PROJECT_FILES:
+        path = project_dir / name
+        if path.exists():
+            newest = max(newest, path.stat().st_mtime)
+    for folder in PROJECT_SOURCES:
+        for path in (project_dir / folder).rglob("*"):
+            if path.is_file():
+                newest = max(newest, path.stat().st_mtime)
+    return newest
+
+
+def ensure_manifest(settings: Settings) -> Path:
+    """Return target/manifest.json, running `dbt parse` first if it is missing or older than the project."""
+    project_dir = settings.dbt_project_dir
+    if not (project_dir / "dbt_project.yml").exists():
+        raise ConfigError(f"{project_dir}: not a dbt project (no dbt_project.yml); check dbt_project_dir")
+    manifest = project_dir / "target" / "manifest.json"
+    if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime(project_dir):
+        return manifest
+    result = subprocess.run(
+        [dbt_executable(), "parse", "--project-dir", str(project_dir),
+         "--profiles-dir", str(profiles_dir(settings)), "--quiet"],
+        env=dbt_env(settings), capture_output=True, text=True,
+    )
+    if result.returncode != 0 or not manifest.exists():
+        detail = (result.stdout + result.stderr).strip()[-2000:]
+        raise ConfigError(f"{project_dir}: `dbt parse` failed:\n{detail}")
+    return manifest
+
+
+def load_manifest(settings: Settings) -> dict[str, Any]:
+    return json.loads(ensure_manifest(settings).read_text())
+
+
+def _node_file(node: Mapping[str, Any], project_dir: Path) -> str:
+    """The YAML file that declared the node's properties (else its SQL file), for error messages."""
+    patch = node.get("patch_path") or ""
+    relative = patch.split("://", 1)[1] if "://" in patch else node.get("original_file_path", "")
+    return str(project_dir / relative)
+
+
+def dbt_policies(manifest: Mapping[str, Any], project_dir: Path) -> dict[str, AssetPolicy]:
+    """Policy of every dbt model (from `meta`) and exposure (owner email + `meta.tier`), by asset key."""
+    policies: dict[str, AssetPolicy] = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "model":
+            continue
+        meta = {k: v for k, v in (node.get("meta") or {}).items() if k in AssetPolicy.model_fields}
+        policies[node["name"]] = parse_policy(
+            meta, _node_file(node, project_dir), f"models.{node['name']}.config.meta"
+        )
+    for exposure in manifest.get("exposures", {}).values():
+        raw = {
+            "owner": (exposure.get("owner") or {}).get("email"),
+            "tier": (exposure.get("meta") or {}).get("tier"),
+        }
+        policies[exposure["name"]] = parse_policy(
+            raw, str(project_dir / exposure["original_file_path"]), f"exposures.{exposure['name']}"
+        )
+    return policies
+
+
+@dataclass(frozen=True)
+class DbtExposure:
+    """A dashboard, notebook or application reading dbt models: the end of the lineage."""
+
+    name: str
+    type: str
+    parents: tuple[str, ...]
+    description: str | None
+    url: str | None
+
+
+def dbt_exposures(manifest: Mapping[str, Any]) -> list[DbtExposure]:
+    exposures = []
+    for exposure in manifest.get("exposures", {}).values():
+        parents = []
+        for unique_id in exposure.get("depends_on", {}).get("nodes", []):
+            node = manifest["nodes"].get(unique_id) or manifest["sources"].get(unique_id)
+            if node is not None:
+                parents.append(node["name"])
+        exposures.append(
+            DbtExposure(
+                name=exposure["name"], type=exposure.get("type") or "exposure", parents=tuple(parents),
+                description=exposure.get("description") or None, url=exposure.get("url"),
+            )
+        )
+    return exposures

@@ -1,0 +1,64 @@
+"""The code location: small per-area `defs()` merged, then policy applied once.
+
+Policy: every asset gets its owner, tier and freshness expectation (dbt `meta` for dbt models,
+`assets.yaml` for the rest); an asset without a policy fails loading with its name.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import dagster as dg
+
+from reliability.config import AssetPolicy, load_asset_policies
+from reliability.dbt import defs as dbt_area
+from reliability.dbt.project import dbt_policies, load_manifest
+from reliability.errors import ConfigError
+from reliability.settings import Settings, get_settings
+from reliability.shop import defs as shop_area
+
+
+def apply_policy(spec: dg.AssetSpec, policy: AssetPolicy) -> dg.AssetSpec:
+    freshness = None
+    if policy.freshness is not None:
+        freshness = dg.FreshnessPolicy.time_window(
+            fail_window=policy.freshness.fail_after, warn_window=policy.freshness.warn_after
+        )
+    return spec.replace_attributes(
+        owners=[policy.owner],
+        tags={**spec.tags, "tier": policy.tier},
+        metadata={**spec.metadata, "owner": policy.owner, "tier": policy.tier},
+        description=spec.description or policy.description,
+        freshness_policy=freshness if freshness is not None else spec.freshness_policy,
+    )
+
+
+def _with_policies(defs: dg.Definitions, policies: Mapping[str, AssetPolicy]) -> dg.Definitions:
+    def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
+        key = spec.key.to_user_string()
+        if key not in policies:
+            raise ConfigError(
+                f"asset {key!r} has no owner/tier policy: add it to the assets file or the dbt model's meta"
+            )
+        return apply_policy(spec, policies[key])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)  # map_asset_specs is stable enough for us
+        return defs.map_asset_specs(func=apply)
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """All areas of the platform for the given settings."""
+    policies = {
+        **load_asset_policies(settings.assets_file),
+        **dbt_policies(load_manifest(settings), settings.dbt_project_dir),
+    }
+    merged = dg.Definitions.merge(
+        shop_area.defs(settings),
+        dbt_area.defs(settings),
+    )
+    return _with_policies(merged, policies)
+
+
+defs = build_definitions(get_settings())

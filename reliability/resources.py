@@ -1,0 +1,22 @@
+"""Resources and shared constants every area uses."""
+
+from __future__ import annotations
+
+from dagster import DailyPartitionsDefinition
+from dagster_duckdb import DuckDBResource
+
+from reliability.settings import Settings
+
+# Every asset or check that writes (or opens read-write) the DuckDB warehouse runs in this pool;
+# dagster.yaml limits every pool to one slot, because DuckDB allows one writer at a time.
+DUCKDB_POOL = "duckdb"
+
+
+def daily_partitions(settings: Settings) -> DailyPartitionsDefinition:
+    """The one daily partitioning of the warehouse: raw tables and daily dbt models share it."""
+    return DailyPartitionsDefinition(start_date=settings.partitions_start_date.isoformat())
+
+
+def warehouse_resource(settings: Settings) -> DuckDBResource:
+    settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    return DuckDBResource(database=str(settings.warehouse_path))

@@ -1,0 +1,47 @@
+"""The demo shop's raw tables as daily-partitioned assets, written by the deterministic generator."""
+
+
+from datetime import date
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from reliability.resources import DUCKDB_POOL, daily_partitions, warehouse_resource
+from reliability.settings import Settings
+from reliability.shop.generator import ShopScale, write_partition
+
+GENERATED_TABLES = ("raw_customers", "raw_orders", "raw_payments")
+
+
+class ShopGenerator(dg.ConfigurableResource):
+    """Scale of the generated shop; the same seed always gives the same rows."""
+
+    seed: int = 42
+    orders_per_day: int = 1_000
+
+    def scale(self) -> ShopScale:
+        return ShopScale(seed=self.seed, orders_per_day=self.orders_per_day)
+
+
+def _raw_table_asset(table: str, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=table, partitions_def=partitions_def, pool=DUCKDB_POOL, kinds={"duckdb"}, group_name="raw",
+        code_version="1",
+    )
+    def raw_table(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource, shop_generator: ShopGenerator
+    ) -> dg.MaterializeResult:
+        day = date.fromisoformat(context.partition_key)
+        with warehouse.get_connection() as con:
+            rows = write_partition(con, table, day, shop_generator.scale())
+        return dg.MaterializeResult(metadata={"dagster/row_count": rows, "day": day.isoformat()})
+
+    return raw_table
+
+
+def defs(settings: Settings, tables: tuple[str, ...] = GENERATED_TABLES) -> dg.Definitions:
+    partitions_def = daily_partitions(settings)
+    return dg.Definitions(
+        assets=[_raw_table_asset(table, partitions_def) for table in tables],
+        resources={"warehouse": warehouse_resource(settings), "shop_generator": ShopGenerator()},
+    )
