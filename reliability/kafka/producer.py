@@ -1,0 +1,116 @@
+"""Produce order events, idempotently by default (`enable.idempotence=true`, `acks=all`).
+
+`idempotent=False` gives a retrying producer without idempotence, which can duplicate or reorder on
+retries: it exists to inject exactly those faults.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from reliability.errors import UserFacingError
+from reliability.kafka import clients
+from reliability.kafka.events import POISON_KINDS, order_events, poison_event
+
+
+@dataclass
+class ProduceStats:
+    valid: int = 0
+    poison: int = 0
+    poison_by_kind: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def produce(
+    topic: str,
+    messages: Iterable[tuple[bytes | None, bytes]],
+    bootstrap: str | None = None,
+    idempotent: bool = True,
+    rate_per_s: float | None = None,
+    flush_timeout_s: float = 60.0,
+) -> list[str]:
+    """Send (key, value) pairs; returns delivery errors (empty when all were acknowledged)."""
+    from confluent_kafka import KafkaException
+
+    errors: list[str] = []
+
+    def on_delivery(err, _msg) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    prod = clients.producer(bootstrap, idempotent=idempotent)
+    started = time.monotonic()
+    for sent, (key, value) in enumerate(messages):
+        if rate_per_s:
+            ahead = sent / rate_per_s - (time.monotonic() - started)
+            if ahead > 0:
+                prod.poll(0)
+                time.sleep(ahead)
+        while True:
+            try:
+                prod.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                prod.poll(0.05)
+            except KafkaException as exc:
+                raise UserFacingError(f"producing to {topic}: {exc}") from exc
+        prod.poll(0)
+    remaining = prod.flush(flush_timeout_s)
+    if remaining:
+        errors.append(f"{remaining} message(s) not delivered within {flush_timeout_s:.0f}s")
+    return errors
+
+
+def poison_positions(count: int, poison_count: int) -> dict[int, str]:
+    """Evenly spread positions (0-based, within `count` valid messages) -> poison kind, deterministic."""
+    if poison_count <= 0:
+        return {}
+    step = max(1, count // poison_count)
+    return {
+        (i * step + step // 2) % max(1, count): POISON_KINDS[i % len(POISON_KINDS)]
+        for i in range(poison_count)
+    }
+
+
+def order_stream(
+    seed: int, first_id: int, count: int, poison_count: int = 0
+) -> Iterable[tuple[bytes | None, bytes]]:
+    """`count` valid order events with `poison_count` poison messages interleaved."""
+    poison_at = poison_positions(count, poison_count)
+    for position, pair in enumerate(order_events(seed, first_id, count)):
+        kind = poison_at.get(position)
+        if kind is not None:
+            yield b"poison", poison_event(kind, first_id + position)
+        yield pair
+
+
+def produce_orders(
+    topic: str,
+    count: int,
+    seed: int = 42,
+    first_id: int = 1,
+    poison_count: int = 0,
+    bootstrap: str | None = None,
+    idempotent: bool = True,
+    rate_per_s: float | None = None,
+) -> ProduceStats:
+    """Produce `count` valid orders (ids first_id..) plus `poison_count` poison messages."""
+    positions = poison_positions(count, poison_count)
+    stats = ProduceStats(valid=count, poison=len(positions))
+    for kind in positions.values():
+        stats.poison_by_kind[kind] = stats.poison_by_kind.get(kind, 0) + 1
+    started = time.monotonic()
+    stats.errors = produce(
+        topic,
+        order_stream(seed, first_id, count, poison_count),
+        bootstrap=bootstrap,
+        idempotent=idempotent,
+        rate_per_s=rate_per_s,
+    )
+    stats.seconds = time.monotonic() - started
+    if stats.errors:
+        raise UserFacingError(f"producing to {topic} failed: {stats.errors[:3]}")
+    return stats
