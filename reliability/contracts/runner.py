@@ -1,0 +1,164 @@
+"""Verify one contract with Soda against the DuckDB warehouse and turn its results into outcomes.
+
+One verification = one metadata query (which columns exist), one Soda run (Soda computes all
+aggregate metrics of a contract in a single scan) and, only for checks that failed, one bounded
+sample query each. The warehouse is opened read-only; callers serialise DuckDB access through the
+`duckdb` pool.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from reliability.contracts import sql
+from reliability.contracts.evaluate import (
+    FAILED,
+    WARN,
+    Outcome,
+    SodaRecord,
+    all_failed,
+    column_gone_outcome,
+    outcome_from_soda,
+    plain,
+    schema_diff,
+)
+from reliability.contracts.spec import BrokenContract, CheckSpec, ContractSpec, load_contract
+
+
+def _quiet_soda() -> None:
+    """Soda Core sends telemetry unless told not to; the platform never does."""
+    os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
+
+
+def run_soda(con: Any, contract: ContractSpec, check_paths: list[str] | None) -> tuple[dict[str, SodaRecord], str]:
+    """Run Soda on `con` for the given check paths (None = all); return records by path and errors."""
+    _quiet_soda()
+    from soda_core.contracts.api import verify_contract_locally  # heavy; api before soda_duckdb (import cycle)
+    from soda_duckdb import DuckDBDataSource
+
+    data_source = DuckDBDataSource.from_existing_cursor(con, contract.datasource)
+    result = verify_contract_locally(
+        data_sources=[data_source], contract_file_path=str(contract.path), check_paths=check_paths
+    )
+    records: dict[str, SodaRecord] = {}
+    for verification in result.contract_verification_results:
+        for check_result in verification.check_results:
+            check = check_result.check
+            records[check.relative_path] = SodaRecord(
+                path=check.relative_path,
+                outcome=check_result.outcome.name,
+                value=check_result.threshold_value,
+                threshold=str(check.threshold).replace("\n", ", ") if check.threshold else "",
+                diagnostics=dict(check_result.diagnostic_metric_values or {}),
+            )
+    return records, result.get_errors_str()
+
+
+def _fetch_dicts(con: Any, query: sql.Query) -> list[dict[str, Any]]:
+    cursor = con.execute(query.sql, list(query.params))
+    names = [d[0] for d in cursor.description]
+    return [{n: plain(v) for n, v in zip(names, row, strict=True)} for row in cursor.fetchall()]
+
+
+def _sample_query(contract: ContractSpec, check: CheckSpec, limit: int) -> sql.Query | None:
+    filters = [contract.dataset_filter, check.check_filter]
+    args = (contract.prefixes, contract.table)
+    if check.kind == "missing":
+        return sql.missing_sample(*args, check.column, check.rules, filters, limit)
+    if check.kind == "invalid":
+        return sql.invalid_sample(*args, check.column, check.rules, filters, limit)
+    if check.kind == "duplicate":
+        rules = check.rules if check.column is not None else None
+        return sql.duplicate_sample(*args, check.columns, rules, filters, limit)
+    return None
+
+
+def _add_evidence(con: Any, contract: ContractSpec, outcome: Outcome, actual: list[tuple[str, str]], limit: int) -> None:
+    """Attach what a human needs to see next to a failed check: rows, columns or the latest value."""
+    check = outcome.check
+    try:
+        if outcome.wants_sample:
+            query = _sample_query(contract, check, limit)
+            if query is not None:
+                outcome.sample = _fetch_dicts(con, query)
+        elif check.kind == "schema":
+            outcome.metadata.update(schema_diff(contract.data_types, actual))
+        elif check.kind == "freshness" and outcome.metadata.get("soda_outcome") in (FAILED, WARN):
+            query = sql.max_value(contract.prefixes, contract.table, check.columns[0], [contract.dataset_filter])
+            outcome.metadata["latest_value"] = plain(con.execute(query.sql, list(query.params)).fetchone()[0])
+    except Exception as exc:  # evidence is best effort; the verdict stands without it
+        outcome.metadata["evidence_error"] = f"{type(exc).__name__}: {exc}"[:500]
+
+
+def verify_on_connection(
+    con: Any, loaded: ContractSpec, selected: Iterable[str] | None = None, sample_limit: int = sql.SAMPLE_LIMIT
+) -> list[Outcome]:
+    """Outcomes for the selected checks of `loaded` (all when None), one per check, in spec order."""
+    wanted = [c for c in loaded.checks if selected is None or c.name in set(selected)]
+    current = load_contract(loaded.path)  # the file may have changed since definitions loaded
+    if isinstance(current, BrokenContract):
+        return all_failed(wanted, loaded.path, f"contract is broken: {current.problem}")
+    by_name = {c.name: c for c in current.checks}
+
+    query = sql.columns_query(current.prefixes, current.table)
+    actual: list[tuple[str, str]] = [tuple(r) for r in con.execute(query.sql, list(query.params)).fetchall()]
+    if not actual:
+        where = ".".join([*current.prefixes, current.table])
+        return all_failed(wanted, loaded.path, f"table '{where}' does not exist in the warehouse")
+    present = {name.casefold() for name, _ in actual}
+
+    outcomes: dict[str, Outcome] = {}
+    to_run: list[CheckSpec] = []
+    for check in wanted:
+        spec = by_name.get(check.name)
+        if spec is None:
+            continue  # reported below as missing from Soda's answer
+        gone = [c for c in spec.columns if c.casefold() not in present]
+        if gone:
+            outcomes[check.name] = column_gone_outcome(spec, loaded.path, current.table, gone)
+        else:
+            to_run.append(spec)
+
+    records: dict[str, SodaRecord] = {}
+    errors = ""
+    if to_run:
+        everything = len(to_run) == len(current.checks)
+        try:
+            records, errors = run_soda(con, current, None if everything else [c.soda_path for c in to_run])
+        except Exception as exc:  # Soda rejected the contract or the query failed
+            errors = f"Soda could not verify the contract: {type(exc).__name__}: {exc}"
+    for check in wanted:
+        if check.name in outcomes:
+            continue
+        spec = by_name.get(check.name, check)
+        outcome = outcome_from_soda(spec, records.get(spec.soda_path), loaded.path, errors)
+        if spec is check and check.name not in by_name:
+            outcome.metadata["error"] = f"{loaded.path}: check {check.soda_path} is no longer in the contract"
+            outcome.description = outcome.metadata["error"] + "; reload the code location"
+        else:
+            _add_evidence(con, current, outcome, actual, sample_limit)
+        outcomes[check.name] = outcome
+    return [outcomes[c.name] for c in wanted]
+
+
+def verify_contract(
+    contract: ContractSpec, warehouse_path: Path, selected: Iterable[str] | None = None,
+    sample_limit: int = sql.SAMPLE_LIMIT,
+) -> list[Outcome]:
+    """Open the warehouse read-only and verify `contract`; never raises for data or contract problems."""
+    wanted = [c for c in contract.checks if selected is None or c.name in set(selected)]
+    if not Path(warehouse_path).exists():
+        return all_failed(wanted, contract.path, f"warehouse file {warehouse_path} does not exist")
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(warehouse_path), read_only=True)
+    except duckdb.Error as exc:
+        return all_failed(wanted, contract.path, f"cannot open warehouse {warehouse_path}: {exc}")
+    try:
+        return verify_on_connection(con, contract, [c.name for c in wanted], sample_limit)
+    finally:
+        con.close()
