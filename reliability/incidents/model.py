@@ -1,0 +1,119 @@
+"""Incident vocabulary shared by the store, triage, notifications and the CLI (no I/O here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    MITIGATED = "mitigated"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+
+
+# Statuses that still count as "open" for grouping: new failures join these.
+ACTIVE_STATUSES: frozenset[Status] = frozenset(
+    {Status.OPEN, Status.ACKNOWLEDGED, Status.MITIGATED, Status.REOPENED}
+)
+
+# Allowed lifecycle moves. Anything else is refused, so the recorded history always makes sense.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.OPEN: frozenset({Status.ACKNOWLEDGED, Status.MITIGATED, Status.RESOLVED}),
+    Status.REOPENED: frozenset({Status.ACKNOWLEDGED, Status.MITIGATED, Status.RESOLVED}),
+    Status.ACKNOWLEDGED: frozenset({Status.MITIGATED, Status.RESOLVED}),
+    Status.MITIGATED: frozenset({Status.ACKNOWLEDGED, Status.RESOLVED, Status.REOPENED}),
+    Status.RESOLVED: frozenset({Status.REOPENED}),
+}
+
+
+class Severity(StrEnum):
+    SEV1 = "SEV1"
+    SEV2 = "SEV2"
+    SEV3 = "SEV3"
+    SEV4 = "SEV4"
+
+    @property
+    def rank(self) -> int:
+        """1 is the most severe."""
+        return int(self.value[3:])
+
+
+def worst(a: Severity, b: Severity) -> Severity:
+    return a if a.rank <= b.rank else b
+
+
+class FaultClass(StrEnum):
+    DATA_QUALITY = "data_quality"
+    DUPLICATES = "duplicates"
+    MISSING_VALUES = "missing_values"
+    SCHEMA_CHANGE = "schema_change"
+    FRESHNESS = "freshness"
+    CONSUMER_LAG = "consumer_lag"
+    PIPELINE_FAILURE = "pipeline_failure"
+
+
+class Source(StrEnum):
+    """Where a detection came from in the Dagster event log."""
+
+    ASSET_CHECK = "asset_check"
+    FRESHNESS = "freshness"
+    RUN_FAILURE = "run_failure"
+    MANUAL = "manual"
+
+
+class TimelineKind(StrEnum):
+    DETECTION = "detection"
+    STATUS_CHANGE = "status_change"
+    NOTIFICATION = "notification"
+    NOTE = "note"
+    ACTION = "action"
+    TRIAGE = "triage"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_incident_id(incident_id: int) -> str:
+    return f"INC-{incident_id}"
+
+
+def parse_incident_id(text: str) -> int:
+    """Accept `INC-12`, `inc-12` or `12`."""
+    raw = text.strip()
+    if raw.upper().startswith("INC-"):
+        raw = raw[4:]
+    if not raw.isdigit():
+        raise ValueError(f"not an incident id: {text!r} (expected INC-<n> or <n>)")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One failure signal: a failed check, a freshness FAIL, a failed run (or a passing check).
+
+    `detection_key` is unique per signal in the source (e.g. the Dagster event storage id), which makes
+    re-processing after a sensor restart a no-op. `passed=True` detections only clear signals.
+    """
+
+    detection_key: str
+    asset_key: str
+    source: Source
+    signal: str  # e.g. check name, "freshness", "run:<job>": identifies a recurring signal on the asset
+    occurred_at: datetime
+    passed: bool = False
+    check_severity: str = "ERROR"  # ERROR | WARN (Dagster AssetCheckSeverity)
+    fault_class: FaultClass = FaultClass.DATA_QUALITY
+    description: str = ""
+    partition: str | None = None
+    run_id: str | None = None
+    impact_started_at: datetime | None = None  # e.g. when the bad data was materialized
+    metadata: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def signal_key(self) -> str:
+        return f"{self.asset_key}::{self.signal}"

@@ -1,0 +1,1130 @@
+"""The durable incident store: SQLAlchemy Core over SQLite (default) or PostgreSQL.
+
+Guarantees:
+- every write is one transaction; on SQLite it starts with `BEGIN IMMEDIATE` (WAL, busy timeout) so
+  concurrent writers queue instead of failing, on PostgreSQL a unique key decides races;
+- concurrent reporters of the same failure converge on one incident: an active incident owns a row in
+  `incident_open_keys` (primary key = its root asset); a loser of the race gets IntegrityError, the
+  transaction is retried and then joins the winner's incident;
+- each detection has a unique `detection_key`, so re-processing events (sensor restart) is a no-op;
+- the timeline and detections are append-only (database triggers refuse UPDATE/DELETE); incident
+  rows change only under an optimistic `version` check and every change is written to the timeline;
+- notifications go to the outbox in the same transaction as the change that caused them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, and_, create_engine, event, func, or_, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from reliability.errors import UserFacingError
+from reliability.incidents import schema as t
+from reliability.incidents.grouping import Action, GroupingPolicy, IncidentView, decide
+from reliability.incidents.model import (
+    ACTIVE_STATUSES,
+    TRANSITIONS,
+    Detection,
+    FaultClass,
+    Severity,
+    Status,
+    TimelineKind,
+    format_incident_id,
+    utcnow,
+)
+from reliability.incidents.notify import IncidentSnapshot, OutboxMessage, Router
+from reliability.incidents.triage import (
+    AssetInfo,
+    BlastRadius,
+    LineageGraph,
+    SeverityFacts,
+    blast_radius,
+    classify_severity,
+)
+
+SYSTEM_ACTOR = "reliability-sensor"
+MAX_RETRIES = 30
+_IN_CHUNK = 500
+
+
+class IncidentNotFound(UserFacingError):
+    pass
+
+
+class InvalidTransition(UserFacingError):
+    pass
+
+
+class _Conflict(Exception):
+    """Another writer changed an incident under us: retry the whole transaction."""
+
+
+def default_store_url() -> str:
+    """`RELIABILITY_INCIDENT_STORE_URL` / settings, else SQLite in DAGSTER_HOME (or <repo>/.dagster_home)."""
+    url = os.environ.get("RELIABILITY_INCIDENT_STORE_URL")
+    if url:
+        return url
+    try:
+        from reliability.settings import get_settings
+
+        url = get_settings().incident_store_url
+    except UserFacingError:
+        url = None
+    if url:
+        return url
+    home = os.environ.get("DAGSTER_HOME") or str(Path(__file__).resolve().parents[2] / ".dagster_home")
+    return f"sqlite:///{Path(home) / 'incidents.db'}"
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _loads(raw: str | None, default: object) -> object:
+    return json.loads(raw) if raw else default
+
+
+# --------------------------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class TimelineEntry:
+    id: int
+    incident_id: int
+    at: datetime
+    actor: str
+    kind: str
+    message: str
+    data: dict
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "kind": self.kind,
+            "message": self.message,
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True)
+class IncidentAsset:
+    asset_key: str
+    role: str
+    depth: int
+    tier: str | None
+    owners: list[str]
+    kind: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "asset_key": self.asset_key,
+            "role": self.role,
+            "depth": self.depth,
+            "tier": self.tier,
+            "owners": self.owners,
+            "kind": self.kind,
+        }
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: int
+    title: str
+    status: str
+    severity: str
+    severity_reason: str
+    root_asset: str
+    fault_class: str
+    owners: list[str]
+    impact_started_at: datetime | None
+    detected_at: datetime
+    last_detected_at: datetime
+    acknowledged_at: datetime | None
+    mitigated_at: datetime | None
+    resolved_at: datetime | None
+    updated_at: datetime
+    blast_radius: dict
+    root_cause: dict
+    version: int
+    error_level: bool = True
+    assets: list[IncidentAsset] = field(default_factory=list)
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    detection_count: int = 0
+
+    @property
+    def display_id(self) -> str:
+        return format_incident_id(self.id)
+
+    @property
+    def active(self) -> bool:
+        return Status(self.status) in ACTIVE_STATUSES
+
+    def snapshot(self, previous_severity: str | None = None) -> IncidentSnapshot:
+        return IncidentSnapshot(
+            incident_id=self.id,
+            version=self.version,
+            title=self.title,
+            status=self.status,
+            severity=self.severity,
+            root_asset=self.root_asset,
+            fault_class=self.fault_class,
+            owners=tuple(self.owners),
+            detected_at=self.detected_at,
+            resolved_at=self.resolved_at,
+            blast_radius=self.blast_radius,
+            previous_severity=previous_severity,
+        )
+
+    def to_dict(self, full: bool = False) -> dict[str, object]:
+        def iso(ts: datetime | None) -> str | None:
+            return ts.isoformat() if ts else None
+
+        out: dict[str, object] = {
+            "id": self.display_id,
+            "number": self.id,
+            "title": self.title,
+            "status": self.status,
+            "severity": self.severity,
+            "severity_reason": self.severity_reason,
+            "root_asset": self.root_asset,
+            "fault_class": self.fault_class,
+            "owners": self.owners,
+            "impact_started_at": iso(self.impact_started_at),
+            "detected_at": iso(self.detected_at),
+            "last_detected_at": iso(self.last_detected_at),
+            "acknowledged_at": iso(self.acknowledged_at),
+            "mitigated_at": iso(self.mitigated_at),
+            "resolved_at": iso(self.resolved_at),
+            "updated_at": iso(self.updated_at),
+            "affected_assets": [a.asset_key for a in self.assets if a.role in ("root", "failing")],
+            "downstream_count": self.blast_radius.get("downstream_count", 0),
+            "exposures": self.blast_radius.get("exposures", []),
+            "version": self.version,
+        }
+        if full:
+            out["assets"] = [a.to_dict() for a in self.assets]
+            out["blast_radius"] = self.blast_radius
+            out["root_cause"] = self.root_cause
+            out["timeline"] = [e.to_dict() for e in self.timeline]
+            out["detection_count"] = self.detection_count
+        return out
+
+
+def _incident_from_row(row) -> Incident:  # noqa: ANN001
+    m = row._mapping
+    return Incident(
+        id=m["id"],
+        title=m["title"],
+        status=m["status"],
+        severity=m["severity"],
+        severity_reason=m["severity_reason"],
+        root_asset=m["root_asset"],
+        fault_class=m["fault_class"],
+        owners=list(_loads(m["owners"], [])),  # type: ignore[call-overload]
+        impact_started_at=m["impact_started_at"],
+        detected_at=m["detected_at"],
+        last_detected_at=m["last_detected_at"],
+        acknowledged_at=m["acknowledged_at"],
+        mitigated_at=m["mitigated_at"],
+        resolved_at=m["resolved_at"],
+        updated_at=m["updated_at"],
+        blast_radius=dict(_loads(m["blast_radius"], {})),  # type: ignore[call-overload]
+        root_cause=dict(_loads(m["root_cause"], {})),  # type: ignore[call-overload]
+        version=m["version"],
+        error_level=bool(m["error_level"]),
+    )
+
+
+@dataclass
+class IngestResult:
+    opened: list[int] = field(default_factory=list)
+    joined: list[int] = field(default_factory=list)
+    reopened: list[int] = field(default_factory=list)
+    mitigated: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    ignored_passes: int = 0
+    # incident id -> asset keys touched by this batch (for run tags and observations)
+    touched: dict[int, set[str]] = field(default_factory=dict)
+    runs: dict[str, set[int]] = field(default_factory=dict)  # run id -> incident ids
+
+    @property
+    def incident_ids(self) -> set[int]:
+        return set(self.touched)
+
+
+@dataclass
+class OutboxItem:
+    id: int
+    incident_id: int
+    channel: str
+    target: str
+    event: str
+    payload: object
+    attempts: int
+    idempotency_key: str
+
+
+# --------------------------------------------------------------------------------------------- engine
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout = 60000")
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.execute("PRAGMA foreign_keys = ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to head. Serialized across processes: SQLite's write lock / a PG advisory lock."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
+        current = _current_revision(conn)
+        if current == t.HEAD_REVISION:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def _current_revision(conn: Connection) -> str | None:
+    from sqlalchemy import inspect
+
+    if not inspect(conn).has_table(t.VERSION_TABLE):
+        return None
+    return conn.execute(text(f"SELECT version_num FROM {t.VERSION_TABLE}")).scalar()
+
+
+# --------------------------------------------------------------------------------------------- store
+class IncidentStore:
+    """All reads and writes of incidents. Cheap to construct; call `close()` when done."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        router: Router | None = None,
+        policy: GroupingPolicy | None = None,
+        migrate_schema: bool = True,
+    ) -> None:
+        self.url = url or default_store_url()
+        self.engine = make_engine(self.url)
+        self.router = router if router is not None else Router()
+        self.policy = policy or GroupingPolicy()
+        if migrate_schema:
+            self._retry(lambda: migrate(self.engine))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> IncidentStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------------------- plumbing
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="DEFERRED")
+            with conn.begin():
+                yield conn
+
+    def _retry(self, fn: Callable[[], object]) -> object:
+        delay = 0.01
+        for attempt in range(MAX_RETRIES):
+            try:
+                return fn()
+            except (IntegrityError, _Conflict, OperationalError) as exc:
+                if isinstance(exc, OperationalError) and not _is_transient(exc):
+                    raise
+                if attempt == MAX_RETRIES - 1:
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.5)
+        raise AssertionError("unreachable")
+
+    def _write(self, fn: Callable[[Connection], object]) -> object:
+        def once() -> object:
+            with self.engine.begin() as conn:
+                return fn(conn)
+
+        return self._retry(once)
+
+    # ----------------------------------------------------------------------------------- timeline/outbox
+    @staticmethod
+    def _timeline_row(incident_id: int, at: datetime, actor: str, kind: TimelineKind, message: str,
+                      data: dict | None = None) -> dict[str, object]:  # fmt: skip
+        return {
+            "incident_id": incident_id,
+            "at": at,
+            "actor": actor,
+            "kind": str(kind),
+            "message": message,
+            "data": _dumps(data or {}),
+        }
+
+    def _outbox_rows(self, messages: Sequence[OutboxMessage], incident_id: int, now: datetime) -> list[dict]:
+        return [
+            {
+                "incident_id": incident_id,
+                "idempotency_key": m.idempotency_key,
+                "channel": m.channel,
+                "target": m.target,
+                "event": m.event,
+                "payload": _dumps(m.payload),
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for m in messages
+        ]
+
+    def _notify(self, conn: Connection, inc: Incident, event_name: str, now: datetime,
+                previous_severity: str | None = None) -> None:  # fmt: skip
+        rows = self._outbox_rows(self.router.plan(inc.snapshot(previous_severity), event_name), inc.id, now)
+        if rows:
+            conn.execute(t.outbox.insert(), rows)
+
+    @staticmethod
+    def _update_incident(conn: Connection, inc: Incident, values: dict[str, object]) -> Incident:
+        """Optimistic update: fails with _Conflict if someone else changed the row meanwhile."""
+        values = {**values, "version": inc.version + 1}
+        result = conn.execute(
+            t.incidents.update()
+            .where(and_(t.incidents.c.id == inc.id, t.incidents.c.version == inc.version))
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            raise _Conflict(f"incident {inc.id} changed concurrently")
+        row = conn.execute(select(t.incidents).where(t.incidents.c.id == inc.id)).one()
+        return _incident_from_row(row)
+
+    # ----------------------------------------------------------------------------------- ingest
+    def ingest(
+        self,
+        detections: Sequence[Detection],
+        lineage: LineageGraph | None = None,
+        *,
+        now: datetime | None = None,
+        actor: str = SYSTEM_ACTOR,
+    ) -> IngestResult:
+        """Turn detections into incidents (open / join / reopen), in one transaction per call."""
+        if not detections:
+            return IngestResult()
+        return self._write(lambda conn: self._ingest(conn, detections, lineage, now or utcnow(), actor))  # type: ignore[return-value]
+
+    def _ingest(self, conn: Connection, detections: Sequence[Detection], lineage: LineageGraph | None,
+                now: datetime, actor: str) -> IngestResult:  # fmt: skip
+        result = IngestResult()
+        # 1. drop detections already recorded (sensor restart, concurrent reporters of the same event)
+        unique: dict[str, Detection] = {}
+        for d in detections:
+            unique.setdefault(d.detection_key, d)
+        keys = list(unique)
+        seen: set[str] = set()
+        for i in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[i : i + _IN_CHUNK]
+            seen.update(
+                conn.execute(
+                    select(t.detections.c.detection_key).where(t.detections.c.detection_key.in_(chunk))
+                ).scalars()
+            )
+        result.duplicates = len(detections) - len(unique) + len(seen)
+        fresh = sorted((d for k, d in unique.items() if k not in seen), key=lambda d: d.occurred_at)
+        if not fresh:
+            return result
+
+        state = _BatchState.load(conn, now, self.policy)
+        det_rows: list[dict] = []
+        timeline_rows: list[dict] = []
+        for d in fresh:
+            if d.passed:
+                inc_ids = state.incidents_failing_signal(d.signal_key)
+                if not inc_ids:
+                    result.ignored_passes += 1
+                    continue
+                for inc_id in inc_ids:
+                    state.set_signal(inc_id, d.signal_key, failing=False, now=now)
+                    timeline_rows.append(self._timeline_row(
+                        inc_id, now, actor, TimelineKind.DETECTION,
+                        f"check passed again: {d.signal} on {d.asset_key}",
+                        {"detection_key": d.detection_key, "asset_key": d.asset_key, "signal": d.signal},
+                    ))  # fmt: skip
+                    result.touched.setdefault(inc_id, set()).add(d.asset_key)
+                det_rows.append(_detection_row(d, inc_ids[0], now))
+                continue
+            decision = decide(d.asset_key, d.occurred_at, state.views(), lineage, self.policy)
+            if decision.action == Action.OPEN:
+                inc = self._open_incident(conn, d, lineage, now, actor, state)
+                result.opened.append(inc.id)
+            else:
+                assert decision.incident_id is not None
+                inc = state.incidents[decision.incident_id]
+                if decision.action == Action.REOPEN:
+                    inc = self._reopen(conn, inc, d, now, actor, state)
+                    result.reopened.append(inc.id)
+                else:
+                    result.joined.append(inc.id)
+                inc = self._join(conn, inc, d, decision.action, decision.reason, lineage, now, actor, state)
+            state.incidents[inc.id] = inc
+            state.set_signal(inc.id, d.signal_key, failing=True, now=now)
+            det_rows.append(_detection_row(d, inc.id, now))
+            result.touched.setdefault(inc.id, set()).add(d.asset_key)
+            if d.run_id:
+                result.runs.setdefault(d.run_id, set()).add(inc.id)
+
+        # auto-mitigate: every failing signal of an active incident passed again
+        for inc_id in state.dirty_signal_incidents():
+            inc = state.incidents.get(inc_id)
+            if inc is None or inc.status in (Status.MITIGATED, Status.RESOLVED):
+                continue
+            if state.all_signals_passing(inc_id):
+                inc = self._update_incident(conn, inc, {"status": str(Status.MITIGATED), "mitigated_at": now,
+                                                        "updated_at": now})  # fmt: skip
+                timeline_rows.append(self._timeline_row(
+                    inc_id, now, actor, TimelineKind.STATUS_CHANGE,
+                    "status -> mitigated: every failing check passed again", {"to": "mitigated"},
+                ))  # fmt: skip
+                state.incidents[inc_id] = inc
+                result.mitigated.append(inc_id)
+        if det_rows:
+            conn.execute(t.detections.insert(), det_rows)
+        if timeline_rows:
+            conn.execute(t.timeline.insert(), timeline_rows)
+        state.flush_signals(conn)
+        return result
+
+    def _triage(self, roots: Sequence[str], d: Detection, lineage: LineageGraph | None,
+                error_level: bool) -> tuple[BlastRadius, Severity, str]:  # fmt: skip
+        graph = lineage or LineageGraph({}, {})
+        radius = blast_radius(graph, roots, d.partition)
+        facts = SeverityFacts.of(radius, "ERROR" if error_level else "WARN", d.fault_class)
+        severity, reason = classify_severity(facts)
+        return radius, severity, reason
+
+    def _asset_rows(self, inc_id: int, radius: BlastRadius, failing: set[str], now: datetime,
+                    existing: set[str]) -> list[dict]:  # fmt: skip
+        rows = []
+        for a in radius.assets:
+            if a.key in existing:
+                continue
+            role = "root" if a.depth == 0 else ("failing" if a.key in failing else "impacted")
+            rows.append({
+                "incident_id": inc_id, "asset_key": a.key, "role": role, "depth": a.depth,
+                "tier": f"tier{a.tier}" if a.tier else None, "owners": _dumps(list(a.owners)),
+                "kind": a.kind, "first_seen_at": now,
+            })  # fmt: skip
+        return rows
+
+    def _open_incident(self, conn: Connection, d: Detection, lineage: LineageGraph | None, now: datetime,
+                       actor: str, state: _BatchState) -> Incident:  # fmt: skip
+        error_level = d.check_severity.upper() != "WARN"
+        radius, severity, reason = self._triage([d.asset_key], d, lineage, error_level)
+        info = lineage.asset_info(d.asset_key) if lineage else AssetInfo()
+        title = f"{d.fault_class.value.replace('_', ' ')} on {d.asset_key}: {d.signal}"
+        values = {
+            "title": title,
+            "status": str(Status.OPEN),
+            "severity": str(severity),
+            "severity_reason": reason,
+            "root_asset": d.asset_key,
+            "fault_class": str(d.fault_class),
+            "owners": _dumps(sorted(info.owners)),
+            "error_level": error_level,
+            "impact_started_at": d.impact_started_at or d.occurred_at,
+            "detected_at": d.occurred_at,
+            "last_detected_at": d.occurred_at,
+            "updated_at": now,
+            "blast_radius": _dumps(radius.to_dict()),
+            "root_cause": _dumps(
+                {"asset_key": d.asset_key, "text": f"most upstream failing asset: {d.asset_key}"}
+            ),
+            "version": 1,
+        }
+        inc_id = conn.execute(t.incidents.insert().values(**values)).inserted_primary_key[0]
+        # the race decider: a second reporter of the same root fails here and retries into a join
+        conn.execute(t.open_incident_keys.insert().values(dedup_key=d.asset_key, incident_id=inc_id))
+        asset_rows = self._asset_rows(inc_id, radius, {d.asset_key}, now, set())
+        if asset_rows:
+            conn.execute(t.incident_assets.insert(), asset_rows)
+        conn.execute(t.timeline.insert(), [
+            self._timeline_row(inc_id, now, actor, TimelineKind.DETECTION,
+                               f"incident opened: {d.signal} failed on {d.asset_key}",
+                               _detection_data(d)),
+            self._timeline_row(inc_id, now, actor, TimelineKind.TRIAGE,
+                               f"severity {severity}: {reason}; {len(radius.downstream)} downstream asset(s)"
+                               + (f", exposures {', '.join(radius.exposures)}" if radius.exposures else ""),
+                               {"severity": str(severity), "reason": reason,
+                                "downstream_count": len(radius.downstream),
+                                "exposures": list(radius.exposures)}),
+        ])  # fmt: skip
+        row = conn.execute(select(t.incidents).where(t.incidents.c.id == inc_id)).one()
+        inc = _incident_from_row(row)
+        state.add(inc, {a.key for a in radius.assets})
+        self._notify(conn, inc, "trigger", now)
+        return inc
+
+    def _reopen(self, conn: Connection, inc: Incident, d: Detection, now: datetime, actor: str,
+                state: _BatchState) -> Incident:  # fmt: skip
+        conn.execute(t.open_incident_keys.insert().values(dedup_key=inc.root_asset, incident_id=inc.id))
+        new = self._update_incident(conn, inc, {"status": str(Status.REOPENED), "updated_at": now})
+        conn.execute(t.timeline.insert(), [self._timeline_row(
+            inc.id, now, actor, TimelineKind.STATUS_CHANGE,
+            f"status {inc.status} -> reopened: {d.signal} failed again on {d.asset_key}",
+            {"from": inc.status, "to": "reopened", "previous_resolved_at": inc.resolved_at},
+        )])  # fmt: skip
+        state.incidents[new.id] = new
+        self._notify(conn, new, "trigger", now)
+        return new
+
+    def _join(self, conn: Connection, inc: Incident, d: Detection, action: Action, reason: str,
+              lineage: LineageGraph | None, now: datetime, actor: str,
+              state: _BatchState) -> Incident:  # fmt: skip
+        rows = [self._timeline_row(
+            inc.id, now, actor, TimelineKind.DETECTION,
+            f"{d.signal} failed on {d.asset_key} ({reason})", {**_detection_data(d), "grouping": str(action)},
+        )]  # fmt: skip
+        values: dict[str, object] = {}
+        if d.occurred_at > inc.last_detected_at:
+            values["last_detected_at"] = d.occurred_at
+        started = d.impact_started_at or d.occurred_at
+        if inc.impact_started_at is None or started < inc.impact_started_at:  # type: ignore[operator]
+            values["impact_started_at"] = started
+        error_level = inc.error_level or d.check_severity.upper() != "WARN"
+        if error_level != inc.error_level:
+            values["error_level"] = error_level
+        roots = [inc.root_asset]
+        new_root = None
+        if action == Action.JOIN_UPSTREAM:
+            new_root = d.asset_key
+            roots = [new_root]
+        radius, severity, sev_reason = self._triage(roots, d, lineage, error_level)
+        failing = state.failing_assets(inc.id) | {d.asset_key}
+        existing = state.assets.get(inc.id, set())
+        if new_root is not None:
+            conn.execute(t.open_incident_keys.delete().where(t.open_incident_keys.c.incident_id == inc.id))
+            conn.execute(t.open_incident_keys.insert().values(dedup_key=new_root, incident_id=inc.id))
+            info = lineage.asset_info(new_root) if lineage else AssetInfo()
+            new_title = f"{d.fault_class.value.replace('_', ' ')} on {new_root}: {d.signal}"
+            values.update(root_asset=new_root, title=new_title, blast_radius=_dumps(radius.to_dict()),
+                          owners=_dumps(sorted(set(inc.owners) | set(info.owners))),
+                          root_cause=_dumps({"asset_key": new_root,
+                                             "text": f"most upstream failing: {new_root}"}))  # fmt: skip
+            rows.append(self._timeline_row(
+                inc.id, now, actor, TimelineKind.TRIAGE,
+                f"root moved upstream {inc.root_asset} -> {new_root}; title was {inc.title!r}",
+                {"from": inc.root_asset, "to": new_root, "previous_title": inc.title,
+                 "downstream_count": len(radius.downstream)},
+            ))  # fmt: skip
+            conn.execute(
+                t.incident_assets.update()
+                .where(and_(t.incident_assets.c.incident_id == inc.id,
+                            t.incident_assets.c.asset_key == inc.root_asset))
+                .values(role="failing")
+            )  # fmt: skip
+        elif d.asset_key in existing:
+            conn.execute(
+                t.incident_assets.update()
+                .where(and_(t.incident_assets.c.incident_id == inc.id,
+                            t.incident_assets.c.asset_key == d.asset_key,
+                            t.incident_assets.c.role == "impacted"))
+                .values(role="failing")
+            )  # fmt: skip
+        asset_rows = self._asset_rows(inc.id, radius, failing, now, existing)
+        if d.asset_key not in existing and d.asset_key not in {r["asset_key"] for r in asset_rows}:
+            asset_rows += self._asset_rows(inc.id, blast_radius(lineage or LineageGraph({}), [d.asset_key]),
+                                           failing, now, existing)[:1]  # fmt: skip
+            asset_rows[-1]["role"] = "failing"
+        if asset_rows:
+            conn.execute(t.incident_assets.insert(), asset_rows)
+            state.assets.setdefault(inc.id, set()).update(r["asset_key"] for r in asset_rows)
+        previous_severity = None
+        if Severity(severity).rank < Severity(inc.severity).rank:  # only ever escalate automatically
+            previous_severity = inc.severity
+            values.update(severity=str(severity), severity_reason=sev_reason)
+            rows.append(self._timeline_row(
+                inc.id, now, actor, TimelineKind.TRIAGE,
+                f"severity escalated {inc.severity} -> {severity}: {sev_reason}",
+                {"from": inc.severity, "to": str(severity), "reason": sev_reason},
+            ))  # fmt: skip
+        renotify = None
+        if inc.status == Status.MITIGATED:
+            values.update(status=str(Status.REOPENED))
+            rows.append(self._timeline_row(
+                inc.id, now, actor, TimelineKind.STATUS_CHANGE,
+                f"status mitigated -> reopened: {d.signal} failed on {d.asset_key}",
+                {"from": "mitigated", "to": "reopened"},
+            ))  # fmt: skip
+            renotify = "trigger"
+        conn.execute(t.timeline.insert(), rows)
+        if not values:
+            return inc
+        values["updated_at"] = now
+        new = self._update_incident(conn, inc, values)
+        if previous_severity or renotify:
+            self._notify(conn, new, "trigger", now, previous_severity)
+        return new
+
+    # ----------------------------------------------------------------------------------- lifecycle
+    def transition(self, incident_id: int, to: Status, actor: str, note: str | None = None,
+                   now: datetime | None = None) -> Incident:  # fmt: skip
+        """Move an incident along its lifecycle; refuses moves TRANSITIONS does not allow."""
+
+        def apply(conn: Connection) -> Incident:
+            at = now or utcnow()
+            inc = self._get_row(conn, incident_id)
+            current = Status(inc.status)
+            if to not in TRANSITIONS[current]:
+                allowed = ", ".join(sorted(TRANSITIONS[current])) or "none"
+                raise InvalidTransition(
+                    f"{inc.display_id} is {current}; cannot move to {to} (allowed: {allowed})"
+                )
+            values: dict[str, object] = {"status": str(to), "updated_at": at}
+            stamp = {Status.ACKNOWLEDGED: "acknowledged_at", Status.MITIGATED: "mitigated_at",
+                     Status.RESOLVED: "resolved_at"}.get(to)  # fmt: skip
+            previous = {}
+            if stamp:
+                previous[stamp] = getattr(inc, stamp)
+                values[stamp] = at
+            new = self._update_incident(conn, inc, values)
+            if to == Status.RESOLVED:
+                conn.execute(
+                    t.open_incident_keys.delete().where(t.open_incident_keys.c.incident_id == inc.id)
+                )
+            elif to == Status.REOPENED:
+                conn.execute(
+                    t.open_incident_keys.insert().values(dedup_key=inc.root_asset, incident_id=inc.id)
+                )
+            message = f"status {current} -> {to}" + (f": {note}" if note else "")
+            data = {"from": str(current), "to": str(to), "note": note,
+                    "previous": {k: v.isoformat() if v else None for k, v in previous.items()}}  # fmt: skip
+            conn.execute(t.timeline.insert(), [
+                self._timeline_row(inc.id, at, actor, TimelineKind.STATUS_CHANGE, message, data)
+            ])  # fmt: skip
+            if note:
+                conn.execute(t.timeline.insert(), [
+                    self._timeline_row(inc.id, at, actor, TimelineKind.NOTE, note, {})
+                ])  # fmt: skip
+            event_name = {Status.ACKNOWLEDGED: "acknowledge", Status.RESOLVED: "resolve",
+                          Status.REOPENED: "trigger"}.get(to)  # fmt: skip
+            if event_name:
+                self._notify(conn, new, event_name, at)
+            return new
+
+        return self._write(apply)  # type: ignore[return-value]
+
+    def acknowledge(self, incident_id: int, actor: str, note: str | None = None) -> Incident:
+        return self.transition(incident_id, Status.ACKNOWLEDGED, actor, note)
+
+    def mitigate(self, incident_id: int, actor: str, note: str | None = None) -> Incident:
+        return self.transition(incident_id, Status.MITIGATED, actor, note)
+
+    def resolve(self, incident_id: int, actor: str, note: str | None = None) -> Incident:
+        return self.transition(incident_id, Status.RESOLVED, actor, note)
+
+    def reopen(self, incident_id: int, actor: str, note: str | None = None) -> Incident:
+        return self.transition(incident_id, Status.REOPENED, actor, note)
+
+    def add_timeline(self, incident_id: int, actor: str, kind: TimelineKind, message: str,
+                     data: dict | None = None) -> TimelineEntry:  # fmt: skip
+        """Append a note / action / notification record (never changes earlier entries)."""
+
+        def apply(conn: Connection) -> TimelineEntry:
+            self._get_row(conn, incident_id)
+            at = utcnow()
+            row = self._timeline_row(incident_id, at, actor, kind, message, data)
+            new_id = conn.execute(t.timeline.insert().values(**row)).inserted_primary_key[0]
+            conn.execute(t.incidents.update().where(t.incidents.c.id == incident_id)
+                         .values(updated_at=at, version=t.incidents.c.version + 1))  # fmt: skip
+            return TimelineEntry(new_id, incident_id, at, actor, str(kind), message, data or {})
+
+        return self._write(apply)  # type: ignore[return-value]
+
+    def add_note(self, incident_id: int, actor: str, note: str) -> TimelineEntry:
+        return self.add_timeline(incident_id, actor, TimelineKind.NOTE, note)
+
+    def record_root_cause(self, incident_id: int, hint: dict, actor: str = SYSTEM_ACTOR) -> None:
+        """Store the root-cause hint (the previous one stays in the timeline)."""
+
+        def apply(conn: Connection) -> None:
+            inc = self._get_row(conn, incident_id)
+            if inc.root_cause == hint:
+                return
+            self._update_incident(conn, inc, {"root_cause": _dumps(hint), "updated_at": utcnow()})
+            conn.execute(t.timeline.insert(), [self._timeline_row(
+                incident_id, utcnow(), actor, TimelineKind.TRIAGE, f"root-cause hint: {hint.get('text', '')}",
+                {"previous": inc.root_cause, "hint": hint},
+            )])  # fmt: skip
+
+        self._write(apply)
+
+    # ----------------------------------------------------------------------------------- reads
+    def _get_row(self, conn: Connection, incident_id: int) -> Incident:
+        row = conn.execute(select(t.incidents).where(t.incidents.c.id == incident_id)).one_or_none()
+        if row is None:
+            raise IncidentNotFound(f"no incident {format_incident_id(incident_id)}")
+        return _incident_from_row(row)
+
+    def get(self, incident_id: int) -> Incident:
+        with self._read() as conn:
+            inc = self._get_row(conn, incident_id)
+            assets = [
+                IncidentAsset(r.asset_key, r.role, r.depth, r.tier, list(_loads(r.owners, [])), r.kind)  # type: ignore[call-overload]
+                for r in conn.execute(
+                    select(t.incident_assets)
+                    .where(t.incident_assets.c.incident_id == incident_id)
+                    .order_by(t.incident_assets.c.depth, t.incident_assets.c.asset_key)
+                )
+            ]
+            entries = self._timeline(conn, incident_id)
+            count = conn.execute(
+                select(func.count())
+                .select_from(t.detections)
+                .where(t.detections.c.incident_id == incident_id)
+            ).scalar_one()
+        return Incident(**{**inc.__dict__, "assets": assets, "timeline": entries, "detection_count": count})
+
+    def _timeline(self, conn: Connection, incident_id: int) -> list[TimelineEntry]:
+        return [
+            TimelineEntry(r.id, r.incident_id, r.at, r.actor, r.kind, r.message, dict(_loads(r.data, {})))  # type: ignore[call-overload]
+            for r in conn.execute(
+                select(t.timeline).where(t.timeline.c.incident_id == incident_id).order_by(t.timeline.c.id)
+            )
+        ]
+
+    def timeline(self, incident_id: int) -> list[TimelineEntry]:
+        with self._read() as conn:
+            self._get_row(conn, incident_id)
+            return self._timeline(conn, incident_id)
+
+    def list_incidents(self, status: str | None = None, limit: int | None = None) -> list[Incident]:
+        query = select(t.incidents).order_by(t.incidents.c.id.desc())
+        if status == "active":
+            query = query.where(t.incidents.c.status.in_([str(s) for s in ACTIVE_STATUSES]))
+        elif status:
+            query = query.where(t.incidents.c.status == str(Status(status)))
+        if limit:
+            query = query.limit(limit)
+        with self._read() as conn:
+            return [_incident_from_row(r) for r in conn.execute(query)]
+
+    def search(self, needle: str, limit: int = 100) -> list[tuple[Incident, list[str]]]:
+        """Case-insensitive substring search over titles, root assets, notes and timeline messages."""
+        pattern = "%" + _like_escape(needle.lower()) + "%"
+        hits: dict[int, list[str]] = {}
+        with self._read() as conn:
+            for r in conn.execute(
+                select(t.incidents.c.id).where(
+                    or_(func.lower(t.incidents.c.title).like(pattern, escape="\\"),
+                        func.lower(t.incidents.c.root_asset).like(pattern, escape="\\"))
+                )
+            ):  # fmt: skip
+                hits.setdefault(r.id, []).append("title")
+            for r in conn.execute(
+                select(t.timeline.c.incident_id, t.timeline.c.kind, t.timeline.c.message)
+                .where(func.lower(t.timeline.c.message).like(pattern, escape="\\"))
+                .order_by(t.timeline.c.id)
+            ):
+                hits.setdefault(r.incident_id, []).append(f"{r.kind}: {r.message}")
+            ids = sorted(hits, reverse=True)[:limit]
+            rows = {
+                r.id: _incident_from_row(r)
+                for r in conn.execute(select(t.incidents).where(t.incidents.c.id.in_(ids)))
+            } if ids else {}  # fmt: skip
+        return [(rows[i], hits[i]) for i in ids]
+
+    def count(self) -> int:
+        with self._read() as conn:
+            return conn.execute(select(func.count()).select_from(t.incidents)).scalar_one()
+
+    # ----------------------------------------------------------------------------------- outbox
+    def due_outbox(self, now: datetime | None = None, limit: int = 100) -> list[OutboxItem]:
+        at = now or utcnow()
+        with self._read() as conn:
+            rows = conn.execute(
+                select(t.outbox)
+                .where(and_(t.outbox.c.status == "pending", t.outbox.c.next_attempt_at <= at,
+                            or_(t.outbox.c.claimed_until.is_(None), t.outbox.c.claimed_until < at)))
+                .order_by(t.outbox.c.id)
+                .limit(limit)
+            ).all()  # fmt: skip
+        return [
+            OutboxItem(r.id, r.incident_id, r.channel, r.target, r.event, json.loads(r.payload), r.attempts,
+                       r.idempotency_key)
+            for r in rows
+        ]  # fmt: skip
+
+    def claim(self, item: OutboxItem, lease: timedelta, now: datetime | None = None) -> bool:
+        """Take a lease on one message so two deliverers never send it at the same time."""
+        at = now or utcnow()
+
+        def apply(conn: Connection) -> bool:
+            res = conn.execute(
+                t.outbox.update()
+                .where(and_(t.outbox.c.id == item.id, t.outbox.c.status == "pending",
+                            t.outbox.c.attempts == item.attempts,
+                            or_(t.outbox.c.claimed_until.is_(None), t.outbox.c.claimed_until < at)))
+                .values(claimed_until=at + lease)
+            )  # fmt: skip
+            return res.rowcount == 1
+
+        return bool(self._write(apply))
+
+    def mark_delivered(self, item: OutboxItem, status_code: int, now: datetime | None = None) -> None:
+        at = now or utcnow()
+
+        def apply(conn: Connection) -> None:
+            conn.execute(
+                t.outbox.update().where(t.outbox.c.id == item.id)
+                .values(status="delivered", delivered_at=at, attempts=item.attempts + 1, claimed_until=None)
+            )  # fmt: skip
+            conn.execute(t.timeline.insert(), [self._timeline_row(
+                item.incident_id, at, SYSTEM_ACTOR, TimelineKind.NOTIFICATION,
+                f"{item.channel} {item.event} delivered (HTTP {status_code}, attempt {item.attempts + 1})",
+                {"channel": item.channel, "event": item.event, "outbox_id": item.id},
+            )])  # fmt: skip
+
+        self._write(apply)
+
+    def mark_failed(self, item: OutboxItem, error: str, next_attempt_at: datetime, dead: bool,
+                    now: datetime | None = None) -> None:  # fmt: skip
+        at = now or utcnow()
+
+        def apply(conn: Connection) -> None:
+            conn.execute(
+                t.outbox.update().where(t.outbox.c.id == item.id)
+                .values(status="dead" if dead else "pending", attempts=item.attempts + 1,
+                        next_attempt_at=next_attempt_at, last_error=error, claimed_until=None)
+            )  # fmt: skip
+            if dead or item.attempts == 0:
+                what = "gave up" if dead else "failed, will retry"
+                conn.execute(t.timeline.insert(), [self._timeline_row(
+                    item.incident_id, at, SYSTEM_ACTOR, TimelineKind.NOTIFICATION,
+                    f"{item.channel} {item.event} {what}: {error}",
+                    {"channel": item.channel, "event": item.event, "outbox_id": item.id},
+                )])  # fmt: skip
+
+        self._write(apply)
+
+    def outbox_counts(self) -> dict[str, int]:
+        with self._read() as conn:
+            rows = conn.execute(select(t.outbox.c.status, func.count()).group_by(t.outbox.c.status)).all()
+        return {r[0]: r[1] for r in rows}
+
+    # ----------------------------------------------------------------------------------- observations
+    def unpublished(self, limit: int = 500) -> list[Incident]:
+        """Incidents changed since their last AssetObservation was written (see observe.py)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(t.incidents)
+                .select_from(t.incidents.outerjoin(t.observation_marks,
+                                                   t.observation_marks.c.incident_id == t.incidents.c.id))
+                .where(or_(t.observation_marks.c.version.is_(None),
+                           t.observation_marks.c.version != t.incidents.c.version))
+                .order_by(t.incidents.c.id)
+                .limit(limit)
+            ).all()  # fmt: skip
+            incidents = [_incident_from_row(r) for r in rows]
+            if not incidents:
+                return []
+            assets: dict[int, list[IncidentAsset]] = {}
+            ids = [i.id for i in incidents]
+            for r in conn.execute(select(t.incident_assets).where(t.incident_assets.c.incident_id.in_(ids))):
+                assets.setdefault(r.incident_id, []).append(
+                    IncidentAsset(r.asset_key, r.role, r.depth, r.tier, list(_loads(r.owners, [])), r.kind)  # type: ignore[call-overload]
+                )
+        return [Incident(**{**i.__dict__, "assets": assets.get(i.id, [])}) for i in incidents]
+
+    def mark_published(self, marks: dict[int, int]) -> None:
+        def apply(conn: Connection) -> None:
+            ids = list(marks)
+            conn.execute(t.observation_marks.delete().where(t.observation_marks.c.incident_id.in_(ids)))
+            conn.execute(
+                t.observation_marks.insert(), [{"incident_id": k, "version": v} for k, v in marks.items()]
+            )
+
+        if marks:
+            self._write(apply)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _is_transient(exc: OperationalError) -> bool:
+    msg = str(exc.orig).lower() if exc.orig else str(exc).lower()
+    return any(s in msg for s in ("locked", "busy", "deadlock", "could not serialize", "connection"))
+
+
+def _like_escape(text_: str) -> str:
+    return text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _detection_data(d: Detection) -> dict[str, object]:
+    return {
+        "detection_key": d.detection_key,
+        "asset_key": d.asset_key,
+        "source": str(d.source),
+        "signal": d.signal,
+        "check_severity": d.check_severity,
+        "fault_class": str(d.fault_class),
+        "partition": d.partition,
+        "run_id": d.run_id,
+        "description": d.description,
+    }
+
+
+def _detection_row(d: Detection, incident_id: int | None, now: datetime) -> dict[str, object]:
+    return {
+        "detection_key": d.detection_key,
+        "incident_id": incident_id,
+        "asset_key": d.asset_key,
+        "source": str(d.source),
+        "signal": d.signal,
+        "passed": d.passed,
+        "check_severity": d.check_severity,
+        "fault_class": str(d.fault_class),
+        "partition_key": d.partition,
+        "run_id": d.run_id,
+        "description": d.description[:4000],
+        "occurred_at": d.occurred_at,
+        "recorded_at": now,
+    }
+
+
+class _BatchState:
+    """Active (and recently resolved) incidents loaded once per ingest transaction."""
+
+    def __init__(self, policy: GroupingPolicy) -> None:
+        self.policy = policy
+        self.incidents: dict[int, Incident] = {}
+        self.assets: dict[int, set[str]] = {}
+        self.signals: dict[int, dict[str, bool]] = {}
+        self._dirty_signals: dict[tuple[int, str], tuple[bool, datetime, bool]] = {}
+        self._views: list[IncidentView] | None = None
+
+    @classmethod
+    def load(cls, conn: Connection, now: datetime, policy: GroupingPolicy) -> _BatchState:
+        state = cls(policy)
+        cutoff = now - policy.reopen_window
+        rows = conn.execute(
+            select(t.incidents).where(
+                or_(t.incidents.c.status.in_([str(s) for s in ACTIVE_STATUSES]),
+                    and_(t.incidents.c.status == str(Status.RESOLVED), t.incidents.c.resolved_at >= cutoff))
+            )
+        ).all()  # fmt: skip
+        for r in rows:
+            inc = _incident_from_row(r)
+            state.incidents[inc.id] = inc
+            state.assets[inc.id] = set()
+            state.signals[inc.id] = {}
+        ids = list(state.incidents)
+        for i in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[i : i + _IN_CHUNK]
+            for r in conn.execute(
+                select(t.incident_assets.c.incident_id, t.incident_assets.c.asset_key).where(
+                    t.incident_assets.c.incident_id.in_(chunk)
+                )
+            ):
+                state.assets[r.incident_id].add(r.asset_key)
+            for r in conn.execute(
+                select(t.incident_signals).where(t.incident_signals.c.incident_id.in_(chunk))
+            ):
+                state.signals[r.incident_id][r.signal_key] = bool(r.failing)
+        return state
+
+    def add(self, inc: Incident, assets: set[str]) -> None:
+        self.incidents[inc.id] = inc
+        self.assets[inc.id] = set(assets)
+        self.signals.setdefault(inc.id, {})
+
+    def views(self) -> list[IncidentView]:
+        return [
+            IncidentView(
+                incident_id=inc.id,
+                root_asset=inc.root_asset,
+                assets=frozenset(self.assets.get(inc.id, ())),
+                last_detected_at=inc.last_detected_at,
+                active=inc.active,
+                resolved_at=inc.resolved_at,
+            )
+            for inc in self.incidents.values()
+        ]
+
+    def failing_assets(self, inc_id: int) -> set[str]:
+        return {k.split("::", 1)[0] for k, failing in self.signals.get(inc_id, {}).items() if failing}
+
+    def incidents_failing_signal(self, signal_key: str) -> list[int]:
+        return [
+            inc_id
+            for inc_id, sigs in self.signals.items()
+            if sigs.get(signal_key) and self.incidents[inc_id].active
+        ]
+
+    def set_signal(self, inc_id: int, signal_key: str, failing: bool, now: datetime) -> None:
+        sigs = self.signals.setdefault(inc_id, {})
+        prior = self._dirty_signals.get((inc_id, signal_key))
+        is_new = prior[2] if prior else signal_key not in sigs
+        sigs[signal_key] = failing
+        self._dirty_signals[(inc_id, signal_key)] = (failing, now, is_new)
+
+    def dirty_signal_incidents(self) -> set[int]:
+        return {inc_id for inc_id, _ in self._dirty_signals}
+
+    def all_signals_passing(self, inc_id: int) -> bool:
+        sigs = self.signals.get(inc_id, {})
+        return bool(sigs) and not any(sigs.values())
+
+    def flush_signals(self, conn: Connection) -> None:
+        inserts = []
+        for (inc_id, key), (failing, at, is_new) in self._dirty_signals.items():
+            if is_new:
+                inserts.append(
+                    {"incident_id": inc_id, "signal_key": key, "failing": failing, "updated_at": at}
+                )
+            else:
+                conn.execute(
+                    t.incident_signals.update()
+                    .where(
+                        and_(
+                            t.incident_signals.c.incident_id == inc_id, t.incident_signals.c.signal_key == key
+                        )
+                    )
+                    .values(failing=failing, updated_at=at)
+                )
+        if inserts:
+            conn.execute(t.incident_signals.insert(), inserts)
+        self._dirty_signals.clear()
+
+
+__all__ = ["IncidentStore", "Incident", "IngestResult", "FaultClass", "default_store_url"]
