@@ -1,0 +1,117 @@
+"""The real shop pipeline on a temp DuckDB file: clean data passes, each injected fault fails its check."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from tests.shop_harness import (
+    DAY,
+    build,
+    daily_selection,
+    failed_checks,
+    materialized,
+    passed_checks,
+    run,
+    shop_settings,
+    unpartitioned_selection,
+)
+
+RAW = dg.AssetSelection.assets("raw_orders", "raw_customers", "raw_payments")
+
+
+@pytest.fixture(scope="module")
+def clean_warehouse(tmp_path_factory) -> Path:
+    """A warehouse with one generated day of raw data (raw assets materialized through Dagster)."""
+    tmp = tmp_path_factory.mktemp("clean")
+    defs = build(shop_settings(tmp))
+    result = run(defs, RAW, dg.DagsterInstance.ephemeral(), partition_key=DAY)
+    assert result.success
+    assert materialized(result) == {"raw_orders", "raw_customers", "raw_payments"}
+    return tmp / "warehouse.duckdb"
+
+
+def _copy(clean: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "warehouse.duckdb"
+    shutil.copy(clean, target)
+    return target
+
+
+def test_full_materialization_passes_every_check(clean_warehouse, tmp_path):
+    _copy(clean_warehouse, tmp_path)
+    defs = build(shop_settings(tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    daily = run(defs, daily_selection(defs), instance, partition_key=DAY)
+    assert daily.success, failed_checks(daily)
+    whole = run(defs, unpartitioned_selection(defs), instance)
+    assert whole.success
+    assert failed_checks(daily) | failed_checks(whole) == set()
+    checks = passed_checks(daily) | passed_checks(whole)
+    graph = defs.resolve_asset_graph()
+    assert checks == {key.name for key in graph.asset_check_keys}
+    assert {"fct_orders", "daily_revenue", "customer_lifetime_value", "stg_orders"} <= (
+        materialized(daily) | materialized(whole)
+    )
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        revenue_days = con.execute("select count(*) from daily_revenue").fetchone()[0]
+        orders = con.execute("select count(*) from fct_orders").fetchone()[0]
+    assert revenue_days == 1
+    assert orders == 1000
+
+
+DBT_FAULTS = {
+    "duplicate_ids": (
+        "insert into raw_orders select * from raw_orders where order_id = (select min(order_id) from raw_orders)",
+        {"unique_stg_orders_order_id"},
+    ),
+    "null_customer": (
+        "update raw_orders set customer_id = null where order_id = (select min(order_id) from raw_orders)",
+        {"not_null_stg_orders_customer_id"},
+    ),
+    "invalid_status": (
+        "update raw_orders set status = 'lost' where order_id = (select max(order_id) from raw_orders)",
+        {"accepted_values_stg_orders_status__placed__shipped__completed__returned__cancelled"},
+    ),
+    "broken_foreign_key": (
+        "update raw_payments set order_id = 999999999 where payment_id = (select min(payment_id) from raw_payments)",
+        {"relationships_stg_payments_order_id__order_id__ref_stg_orders_"},
+    ),
+    "overpaid_order": (
+        "update raw_payments set amount = amount + 1000 where payment_id = (select max(payment_id) from raw_payments)",
+        {"assert_paid_not_above_order_amount"},
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(DBT_FAULTS))
+def test_injected_fault_fails_exactly_its_dbt_check(fault, clean_warehouse, tmp_path):
+    statement, expected = DBT_FAULTS[fault]
+    warehouse = _copy(clean_warehouse, tmp_path)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(statement)
+    defs = build(shop_settings(tmp_path))
+    dbt_daily = daily_selection(defs) - RAW
+    result = run(defs, dbt_daily, dg.DagsterInstance.ephemeral(), partition_key=DAY)
+    assert failed_checks(result) == expected
+
+
+def test_failing_blocking_check_stops_downstream_in_the_same_run(clean_warehouse, tmp_path):
+    warehouse = _copy(clean_warehouse, tmp_path)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(DBT_FAULTS["duplicate_ids"][0])
+    defs = build(shop_settings(tmp_path))
+    graph = defs.resolve_asset_graph()
+    blocking = {k.name for k in graph.asset_check_keys if graph.get_check_spec(k).blocking}
+    assert "unique_stg_orders_order_id" in blocking
+    result = run(defs, daily_selection(defs) - RAW, dg.DagsterInstance.ephemeral(), partition_key=DAY)
+    assert "unique_stg_orders_order_id" in failed_checks(result)
+    done = materialized(result)
+    assert "stg_orders" in done
+    assert not done & {"fct_orders", "daily_revenue"}, done
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+    assert "fct_orders" not in tables
