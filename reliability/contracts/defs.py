@@ -20,6 +20,7 @@ from reliability.contracts.spec import (
     discover_contracts,
     safe_name_part,
 )
+from reliability.settings import Settings, get_settings
 
 DUCKDB_POOL = "duckdb"
 log = logging.getLogger(__name__)
@@ -36,7 +37,10 @@ def to_check_result(outcome: Outcome, asset_name: str) -> dg.AssetCheckResult:
         metadata["failing_rows_sample_size"] = len(outcome.sample)
         columns = list(outcome.sample[0]) if outcome.sample else []
         metadata["failing_rows_sample"] = dg.MetadataValue.table(
-            records=[dg.TableRecord({k: ("" if v is None else v) for k, v in row.items()}) for row in outcome.sample],
+            records=[
+                dg.TableRecord({k: ("" if v is None else v) for k, v in row.items()})
+                for row in outcome.sample
+            ],
             schema=dg.TableSchema(columns=[dg.TableColumn(name=c, type="string") for c in columns]),
         )
     for key in ("type_mismatches",):
@@ -135,12 +139,12 @@ def build_contract_checks(contracts_dir: Path, warehouse_path: Path) -> list[dg.
     return checks
 
 
-def defs(contracts_dir: Path | None = None, warehouse_path: Path | None = None) -> dg.Definitions:
+def defs(
+    settings: Settings | None = None, *, contracts_dir: Path | None = None, warehouse_path: Path | None = None
+) -> dg.Definitions:
     """Asset checks for every contract in the configured contracts folder (RELIABILITY_CONTRACTS_DIR)."""
     if contracts_dir is None or warehouse_path is None:
-        from reliability.settings import get_settings
-
-        settings = get_settings()
+        settings = settings or get_settings()
         contracts_dir = contracts_dir or settings.contracts_dir
         warehouse_path = warehouse_path or settings.warehouse_path
     if not Path(contracts_dir).is_dir():

@@ -49,8 +49,10 @@ class Outcome:
 
     @property
     def wants_sample(self) -> bool:
-        return not self.passed and self.check.kind in ("missing", "invalid", "duplicate") and (
-            self.metadata.get("soda_outcome") in (FAILED, WARN)
+        return (
+            not self.passed
+            and self.check.kind in ("missing", "invalid", "duplicate")
+            and (self.metadata.get("soda_outcome") in (FAILED, WARN))
         )
 
 
@@ -67,9 +69,15 @@ def plain(value: Any) -> Any:
     return plain(str(value))
 
 
-def outcome_from_soda(check: CheckSpec, record: SodaRecord | None, contract_path: Path, errors: str = "") -> Outcome:
+def outcome_from_soda(
+    check: CheckSpec, record: SodaRecord | None, contract_path: Path, errors: str = ""
+) -> Outcome:
     """Map one Soda result (or its absence) to an outcome, following the module's policy."""
-    base: dict[str, Any] = {"contract": str(contract_path), "soda_check": check.soda_path, "check_type": check.kind}
+    base: dict[str, Any] = {
+        "contract": str(contract_path),
+        "soda_check": check.soda_path,
+        "check_type": check.kind,
+    }
     if check.column is not None:
         base["column"] = check.column
     if record is None or record.outcome in (NOT_EVALUATED, EXCLUDED):
@@ -80,14 +88,18 @@ def outcome_from_soda(check: CheckSpec, record: SodaRecord | None, contract_path
             reason += "; was the contract changed after the code location loaded? Reload it."
         base["soda_outcome"] = record.outcome if record else "MISSING"
         base["error"] = reason[:2000]
-        return Outcome(check, False, "error", f"{contract_path}: {check.soda_path} not verified: {reason}"[:2000], base)
+        return Outcome(
+            check, False, "error", f"{contract_path}: {check.soda_path} not verified: {reason}"[:2000], base
+        )
     base["soda_outcome"] = record.outcome
     base["measured_value"] = plain(record.value)
     base["threshold"] = record.threshold or check.threshold
     for key, value in sorted(record.diagnostics.items()):
         base[f"soda_{key}"] = plain(value)
     if record.outcome == PASSED:
-        return Outcome(check, True, check.severity, f"{check.title}: passed (value {plain(record.value)})", base)
+        return Outcome(
+            check, True, check.severity, f"{check.title}: passed (value {plain(record.value)})", base
+        )
     severity = "warn" if record.outcome == WARN else check.severity
     verdict = "warning" if record.outcome == WARN else "failed"
     text = f"{check.title}: {verdict}, value {plain(record.value)} breaks threshold [{base['threshold']}]"
@@ -113,16 +125,33 @@ def all_failed(checks: Iterable[CheckSpec], contract_path: Path, problem: str) -
     """Every check failed for one reason (table missing, warehouse unreadable, contract broken)."""
     text = f"{contract_path}: {problem}"
     return [
-        Outcome(c, False, "error", text, {"contract": str(contract_path), "soda_check": c.soda_path, "error": text})
+        Outcome(
+            c,
+            False,
+            "error",
+            text,
+            {"contract": str(contract_path), "soda_check": c.soda_path, "error": text},
+        )
         for c in checks
     ]
 
 
 _TYPE_SYNONYMS = {
-    "text": "varchar", "string": "varchar", "char": "varchar", "bpchar": "varchar",
-    "numeric": "decimal", "int8": "bigint", "long": "bigint", "int": "integer", "int4": "integer",
-    "float8": "double", "timestamp without time zone": "timestamp", "datetime": "timestamp",
-    "timestamp with time zone": "timestamptz", "timestamp_tz": "timestamptz", "bool": "boolean",
+    "text": "varchar",
+    "string": "varchar",
+    "char": "varchar",
+    "bpchar": "varchar",
+    "numeric": "decimal",
+    "int8": "bigint",
+    "long": "bigint",
+    "int": "integer",
+    "int4": "integer",
+    "float8": "double",
+    "timestamp without time zone": "timestamp",
+    "datetime": "timestamp",
+    "timestamp with time zone": "timestamptz",
+    "timestamp_tz": "timestamptz",
+    "bool": "boolean",
 }
 
 

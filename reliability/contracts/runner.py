@@ -33,10 +33,14 @@ def _quiet_soda() -> None:
     os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
 
 
-def run_soda(con: Any, contract: ContractSpec, check_paths: list[str] | None) -> tuple[dict[str, SodaRecord], str]:
+def run_soda(
+    con: Any, contract: ContractSpec, check_paths: list[str] | None
+) -> tuple[dict[str, SodaRecord], str]:
     """Run Soda on `con` for the given check paths (None = all); return records by path and errors."""
     _quiet_soda()
-    from soda_core.contracts.api import verify_contract_locally  # heavy; api before soda_duckdb (import cycle)
+    from soda_core.contracts.api import (
+        verify_contract_locally,
+    )  # heavy; api before soda_duckdb (import cycle)
     from soda_duckdb import DuckDBDataSource
 
     data_source = DuckDBDataSource.from_existing_cursor(con, contract.datasource)
@@ -76,7 +80,9 @@ def _sample_query(contract: ContractSpec, check: CheckSpec, limit: int) -> sql.Q
     return None
 
 
-def _add_evidence(con: Any, contract: ContractSpec, outcome: Outcome, actual: list[tuple[str, str]], limit: int) -> None:
+def _add_evidence(
+    con: Any, contract: ContractSpec, outcome: Outcome, actual: list[tuple[str, str]], limit: int
+) -> None:
     """Attach what a human needs to see next to a failed check: rows, columns or the latest value."""
     check = outcome.check
     try:
@@ -87,14 +93,19 @@ def _add_evidence(con: Any, contract: ContractSpec, outcome: Outcome, actual: li
         elif check.kind == "schema":
             outcome.metadata.update(schema_diff(contract.data_types, actual))
         elif check.kind == "freshness" and outcome.metadata.get("soda_outcome") in (FAILED, WARN):
-            query = sql.max_value(contract.prefixes, contract.table, check.columns[0], [contract.dataset_filter])
+            query = sql.max_value(
+                contract.prefixes, contract.table, check.columns[0], [contract.dataset_filter]
+            )
             outcome.metadata["latest_value"] = plain(con.execute(query.sql, list(query.params)).fetchone()[0])
     except Exception as exc:  # evidence is best effort; the verdict stands without it
         outcome.metadata["evidence_error"] = f"{type(exc).__name__}: {exc}"[:500]
 
 
 def verify_on_connection(
-    con: Any, loaded: ContractSpec, selected: Iterable[str] | None = None, sample_limit: int = sql.SAMPLE_LIMIT
+    con: Any,
+    loaded: ContractSpec,
+    selected: Iterable[str] | None = None,
+    sample_limit: int = sql.SAMPLE_LIMIT,
 ) -> list[Outcome]:
     """Outcomes for the selected checks of `loaded` (all when None), one per check, in spec order."""
     wanted = [c for c in loaded.checks if selected is None or c.name in set(selected)]
@@ -145,7 +156,9 @@ def verify_on_connection(
 
 
 def verify_contract(
-    contract: ContractSpec, warehouse_path: Path, selected: Iterable[str] | None = None,
+    contract: ContractSpec,
+    warehouse_path: Path,
+    selected: Iterable[str] | None = None,
     sample_limit: int = sql.SAMPLE_LIMIT,
 ) -> list[Outcome]:
     """Open the warehouse read-only and verify `contract`; never raises for data or contract problems."""

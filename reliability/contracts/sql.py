@@ -37,7 +37,9 @@ def _in_list(column: str, values: Sequence[Any]) -> Query:
 def _or(parts: Sequence[Query]) -> Query | None:
     if not parts:
         return None
-    return Query("(" + " OR ".join(f"({p.sql})" for p in parts) + ")", tuple(v for p in parts for v in p.params))
+    return Query(
+        "(" + " OR ".join(f"({p.sql})" for p in parts) + ")", tuple(v for p in parts for v in p.params)
+    )
 
 
 def missing_predicate(column: str, rules: Mapping[str, Any]) -> Query:
@@ -89,7 +91,9 @@ def _where(conditions: Sequence[Query | str | None]) -> Query:
     parts = [Query(c) if isinstance(c, str) else c for c in conditions if c]
     if not parts:
         return Query("")
-    return Query(" WHERE " + " AND ".join(f"({p.sql})" for p in parts), tuple(v for p in parts for v in p.params))
+    return Query(
+        " WHERE " + " AND ".join(f"({p.sql})" for p in parts), tuple(v for p in parts for v in p.params)
+    )
 
 
 def _select(prefixes: Sequence[str], table: str, where: Query, limit: int) -> Query:
@@ -97,15 +101,23 @@ def _select(prefixes: Sequence[str], table: str, where: Query, limit: int) -> Qu
 
 
 def missing_sample(
-    prefixes: Sequence[str], table: str, column: str, rules: Mapping[str, Any],
-    filters: Sequence[str | None] = (), limit: int = SAMPLE_LIMIT,
+    prefixes: Sequence[str],
+    table: str,
+    column: str,
+    rules: Mapping[str, Any],
+    filters: Sequence[str | None] = (),
+    limit: int = SAMPLE_LIMIT,
 ) -> Query:
     return _select(prefixes, table, _where([*filters, missing_predicate(column, rules)]), limit)
 
 
 def invalid_sample(
-    prefixes: Sequence[str], table: str, column: str, rules: Mapping[str, Any],
-    filters: Sequence[str | None] = (), limit: int = SAMPLE_LIMIT,
+    prefixes: Sequence[str],
+    table: str,
+    column: str,
+    rules: Mapping[str, Any],
+    filters: Sequence[str | None] = (),
+    limit: int = SAMPLE_LIMIT,
 ) -> Query | None:
     invalid = invalid_predicate(column, rules)
     if invalid is None:
@@ -116,8 +128,12 @@ def invalid_sample(
 
 
 def duplicate_sample(
-    prefixes: Sequence[str], table: str, columns: Sequence[str], rules: Mapping[str, Any] | None,
-    filters: Sequence[str | None] = (), limit: int = SAMPLE_LIMIT,
+    prefixes: Sequence[str],
+    table: str,
+    columns: Sequence[str],
+    rules: Mapping[str, Any] | None,
+    filters: Sequence[str | None] = (),
+    limit: int = SAMPLE_LIMIT,
 ) -> Query:
     """The most repeated values (non-missing, as Soda counts them) with how often each occurs."""
     cols = ", ".join(quote_ident(c) for c in columns)
@@ -135,7 +151,9 @@ def duplicate_sample(
 
 def max_value(prefixes: Sequence[str], table: str, column: str, filters: Sequence[str | None] = ()) -> Query:
     where = _where(list(filters))
-    return Query(f"SELECT MAX({quote_ident(column)}) FROM {table_ref(prefixes, table)}{where.sql}", where.params)
+    return Query(
+        f"SELECT MAX({quote_ident(column)}) FROM {table_ref(prefixes, table)}{where.sql}", where.params
+    )
 
 
 def columns_query(prefixes: Sequence[str], table: str) -> Query:

@@ -1,0 +1,176 @@
+"""Soda contracts run as Dagster asset checks on a real DuckDB warehouse (real Soda, real Dagster)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from reliability.contracts.defs import defs
+from tests.contracts.conftest import CONTRACTS_DIR, TABLES
+from tests.contracts.warehouse import execute
+
+
+def _failing(results: dict) -> set[tuple[str, str]]:
+    return {key for key, evaluation in results.items() if not evaluation.passed}
+
+
+def test_clean_data_passes_every_check(warehouse: Path, run_checks) -> None:
+    definitions = defs(contracts_dir=CONTRACTS_DIR, warehouse_path=warehouse)
+    results = run_checks(definitions)
+    expected = {(k.asset_key.path[-1], k.name) for c in definitions.asset_checks for k in c.check_keys}
+    assert set(results) == expected
+    assert {asset for asset, _ in results} == set(TABLES)
+    assert _failing(results) == set()
+    row_count = results[("raw_orders", "soda_row_count")].metadata
+    assert row_count["measured_value"].value == 200
+    assert "must be greater than: 0" in row_count["threshold"].value
+    assert row_count["contract"].value.endswith("raw_orders.yml")
+
+
+FAULTS = [
+    pytest.param(
+        ["insert into raw_orders select * from raw_orders where order_id in (5, 6)"],
+        {("raw_orders", "soda_order_id_duplicate")},
+        id="duplicate-ids",
+    ),
+    pytest.param(
+        ["update raw_orders set customer_id = null where order_id in (1, 2, 3)"],
+        {("raw_orders", "soda_customer_id_missing")},
+        id="nulls",
+    ),
+    pytest.param(
+        ["update raw_orders set status = 'lost' where order_id = 7"],
+        {("raw_orders", "soda_status_invalid")},
+        id="invalid-status",
+    ),
+    pytest.param(
+        ["alter table raw_payments drop column method"],
+        {
+            ("raw_payments", "soda_schema"),
+            ("raw_payments", "soda_method_missing"),
+            ("raw_payments", "soda_method_invalid"),
+        },
+        id="dropped-column",
+    ),
+    pytest.param(
+        ["update raw_customers set _loaded_at = _loaded_at - interval 3 day"],
+        {("raw_customers", "soda_freshness")},
+        id="stale-load",
+    ),
+    pytest.param(
+        ["update raw_orders set amount = -12.50 where order_id = 9"],
+        {("raw_orders", "soda_amount_invalid")},
+        id="negative-amount",
+    ),
+    pytest.param(
+        ["update stg_customers set email = 'not-an-email' where customer_id = 4"],
+        {("stg_customers", "soda_email_invalid")},
+        id="bad-email-format",
+    ),
+    pytest.param(
+        ["delete from stg_payments"],
+        {("stg_payments", "soda_row_count"), ("stg_payments", "soda_freshness")},
+        id="empty-table",
+    ),
+]
+
+
+@pytest.mark.parametrize(("statements", "expected"), FAULTS)
+def test_each_fault_fails_exactly_its_check(warehouse: Path, run_checks, statements, expected) -> None:
+    execute(warehouse, *statements)
+    results = run_checks(defs(contracts_dir=CONTRACTS_DIR, warehouse_path=warehouse))
+    assert _failing(results) == expected
+    for key in expected:
+        assert results[key].severity == dg.AssetCheckSeverity.ERROR or key[1] == "soda_freshness"
+
+
+def test_failing_rows_sample_is_bounded_and_names_the_rows(warehouse: Path, run_checks) -> None:
+    execute(warehouse, "update raw_orders set customer_id = null where order_id <= 50")
+    execute(warehouse, "insert into raw_orders select * from raw_orders where order_id in (111, 112)")
+    results = run_checks(defs(contracts_dir=CONTRACTS_DIR, warehouse_path=warehouse), ("raw_orders",))
+    missing = results[("raw_orders", "soda_customer_id_missing")]
+    assert missing.metadata["measured_value"].value == 50
+    assert missing.metadata["failing_rows_sample_size"].value == 20
+    rows = missing.metadata["failing_rows_sample"].value.records
+    assert len(rows) == 20 and all(r.data["customer_id"] == "" for r in rows)
+    duplicate = results[("raw_orders", "soda_order_id_duplicate")]
+    assert duplicate.metadata["measured_value"].value == 2
+    dup_rows = duplicate.metadata["failing_rows_sample"].value.records
+    assert sorted((r.data["order_id"], r.data["duplicate_rows"]) for r in dup_rows) == [(111, 2), (112, 2)]
+
+
+def test_schema_failure_names_the_missing_column(warehouse: Path, run_checks) -> None:
+    execute(
+        warehouse,
+        "alter table raw_orders drop column status",
+        "alter table raw_orders add column note varchar",
+    )
+    results = run_checks(defs(contracts_dir=CONTRACTS_DIR, warehouse_path=warehouse), ("raw_orders",))
+    schema = results[("raw_orders", "soda_schema")]
+    assert not schema.passed
+    assert list(schema.metadata["missing_columns"].value) == ["status"]
+    assert list(schema.metadata["unexpected_columns"].value) == ["note"]
+    invalid = results[("raw_orders", "soda_status_invalid")]
+    assert "raw_orders.yml" in invalid.description and "'status'" in invalid.description
+
+
+def test_stale_business_dates_in_staging_only_warn(warehouse: Path, run_checks) -> None:
+    execute(warehouse, "update stg_orders set ordered_at = ordered_at - interval 10 day")
+    results = run_checks(defs(contracts_dir=CONTRACTS_DIR, warehouse_path=warehouse), ("stg_orders",))
+    assert _failing(results) == {("stg_orders", "soda_freshness")}
+    freshness = results[("stg_orders", "soda_freshness")]
+    assert freshness.severity == dg.AssetCheckSeverity.WARN
+    assert freshness.metadata["measured_value"].value > 9
+    assert "latest_value" in freshness.metadata
+
+
+def test_missing_table_fails_its_checks_with_the_reason(warehouse: Path, run_checks) -> None:
+    execute(warehouse, "drop table raw_payments")
+    results = run_checks(defs(contracts_dir=CONTRACTS_DIR, warehouse_path=warehouse))
+    failing = _failing(results)
+    assert failing and {asset for asset, _ in failing} == {"raw_payments"}
+    assert all("does not exist" in results[k].description for k in failing)
+
+
+def test_a_failing_blocking_check_stops_downstream_in_the_same_run(tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    from tests.contracts.warehouse import build_clean_warehouse
+
+    build_clean_warehouse(warehouse)
+    contract_checks = [
+        c
+        for c in defs(contracts_dir=CONTRACTS_DIR, warehouse_path=warehouse).asset_checks
+        if any(k.asset_key == dg.AssetKey("raw_orders") for k in c.check_keys)
+    ]
+
+    def graph(bad: bool):
+        @dg.asset(name="raw_orders", pool="duckdb")
+        def raw_orders() -> None:
+            if bad:
+                execute(warehouse, "update raw_orders set status = 'lost' where order_id = 1")
+
+        @dg.asset(deps=[raw_orders])
+        def order_report() -> None:
+            return None
+
+        return [raw_orders, order_report, *contract_checks]
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        good = dg.materialize(graph(bad=False), instance=instance, raise_on_error=False)
+        assert good.success
+        assert dg.AssetKey("order_report") in {
+            m.asset_key
+            for m in good.get_asset_materialization_events()
+            for m in [m.event_specific_data.materialization]
+        }
+        bad = dg.materialize(graph(bad=True), instance=instance, raise_on_error=False)
+    assert not bad.success
+    materialized = {
+        e.event_specific_data.materialization.asset_key for e in bad.get_asset_materialization_events()
+    }
+    assert materialized == {dg.AssetKey("raw_orders")}
+    assert [e.check_name for e in bad.get_asset_check_evaluations() if not e.passed] == [
+        "soda_status_invalid"
+    ]
