@@ -1,0 +1,211 @@
+"""Pure parts of the contract checks: parsing, naming, policy, SQL for samples, result mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from reliability.contracts import sql
+from reliability.contracts.evaluate import SodaRecord, outcome_from_soda, schema_diff
+from reliability.contracts.spec import (
+    BrokenContract,
+    ContractProblem,
+    ContractSpec,
+    check_name,
+    discover_contracts,
+    load_contract,
+    parse_contract,
+)
+from tests.contracts.conftest import CONTRACTS_DIR, TABLES
+
+P = Path("c.yml")
+
+
+def test_repo_contracts_cover_every_raw_and_staging_table() -> None:
+    contracts = discover_contracts(CONTRACTS_DIR)
+    assert all(isinstance(c, ContractSpec) for c in contracts)
+    assert sorted(c.asset_name for c in contracts) == sorted(TABLES)
+    kinds = {c.asset_name: {s.kind for s in c.checks} for c in contracts}
+    for table in TABLES:
+        assert {"schema", "row_count", "missing", "duplicate", "invalid", "freshness"} <= kinds[table], table
+
+
+def test_raw_orders_check_names_are_stable() -> None:
+    contract = load_contract(CONTRACTS_DIR / "raw_orders.yml")
+    assert isinstance(contract, ContractSpec)
+    assert [c.name for c in contract.checks] == [
+        "soda_order_id_missing",
+        "soda_order_id_duplicate",
+        "soda_customer_id_missing",
+        "soda_order_date_missing",
+        "soda_ordered_at_missing",
+        "soda_status_missing",
+        "soda_status_invalid",
+        "soda_amount_missing",
+        "soda_amount_invalid",
+        "soda_schema",
+        "soda_row_count",
+        "soda_freshness",
+    ]
+    assert all(c.blocking and c.severity == "error" for c in contract.checks)
+
+
+def test_staging_business_freshness_is_a_non_blocking_warning() -> None:
+    contract = load_contract(CONTRACTS_DIR / "stg_orders.yml")
+    assert isinstance(contract, ContractSpec)
+    freshness = next(c for c in contract.checks if c.kind == "freshness")
+    assert (freshness.severity, freshness.blocking) == ("warn", False)
+    assert all(c.blocking for c in contract.checks if c.kind != "freshness")
+
+
+def test_attributes_override_policy() -> None:
+    contract = parse_contract(
+        P,
+        """
+dataset: ds/main/t
+check_attributes: {dagster_blocking: false}
+columns:
+  - name: a
+    checks:
+      - missing:
+          attributes: {dagster_severity: warn}
+      - duplicate:
+""",
+    )
+    policy = {c.name: (c.severity, c.blocking) for c in contract.checks}
+    assert policy == {"soda_a_missing": ("warn", False), "soda_a_duplicate": ("error", False)}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("dataset: [", "not valid YAML"),
+        ("- a\n- b\n", "must be a YAML mapping"),
+        ("dataset: t\ncolumns: []\n", "must look like"),
+        ("dataset: ds/main/t\n", "'columns' must be a list"),
+        ("dataset: ds/main/t\ncolumns:\n  - name: a\n    checks:\n      - missing\n", "needs a colon"),
+        (
+            "dataset: ds/main/t\ncolumns:\n  - name: a\n    checks:\n      - uniq:\n",
+            "unknown check type 'uniq'",
+        ),
+        ("dataset: ds/main/t\ncolumns:\n  - name: a\n  - name: a\n", "declared twice"),
+        (
+            "dataset: ds/main/t\ncolumns:\n  - name: a\nchecks:\n  - duplicate:\n      columns: [a, b]\n",
+            "'b'",
+        ),
+        ("dataset: ds/main/t\ncolumns:\n  - name: a\n    checks:\n      - invalid:\n", "valid_*"),
+        (
+            "dataset: ds/main/t\ncolumns:\n  - name: a\n    checks:\n      - missing:\n      - missing:\n",
+            "qualifier",
+        ),
+        (
+            "dataset: ds/main/t\ncolumns:\n  - name: a\n    checks:\n      - missing:\n"
+            "          attributes: {dagster_severity: fatal}\n",
+            "dagster_severity",
+        ),
+        ("dataset: ds/main/t\ncolumns:\n  - name: a\n", "no checks"),
+    ],
+)
+def test_contract_problems_are_named(text: str, message: str) -> None:
+    with pytest.raises(ContractProblem) as info:
+        parse_contract(P, text)
+    assert message in str(info.value)
+
+
+def test_broken_contract_targets_its_dataset_or_file_name(tmp_path: Path) -> None:
+    (tmp_path / "orders.yml").write_text("dataset: wh/main/raw_orders\ncolumns: [\n")
+    (tmp_path / "junk.yaml").write_text(":::\n- [")
+    broken = {c.path.name: c for c in discover_contracts(tmp_path)}
+    assert isinstance(broken["orders.yml"], BrokenContract)
+    assert broken["orders.yml"].asset_name == "raw_orders"
+    assert broken["junk.yaml"].asset_name == "junk"
+    assert "orders.yml" in broken["orders.yml"].message
+
+
+def test_clashing_contracts_make_the_later_file_broken(tmp_path: Path) -> None:
+    text = "dataset: wh/main/t\ncolumns:\n  - name: a\n    checks:\n      - missing:\n"
+    (tmp_path / "a.yml").write_text(text)
+    (tmp_path / "b.yml").write_text(text)
+    first, second = discover_contracts(tmp_path)
+    assert isinstance(first, ContractSpec)
+    assert isinstance(second, BrokenContract) and "a.yml" in second.problem
+
+
+def test_hostile_column_names_give_valid_distinct_check_names() -> None:
+    names = {check_name("missing", c, None) for c in ['we"ird; drop table x;--', "a-b", "a_b", "a b"]}
+    assert len(names) == 4
+    assert all(n.replace("_", "").isalnum() for n in names)
+    assert check_name("invalid", "status", "strict") == "soda_status_invalid_strict"
+
+
+def test_sample_queries_quote_names_and_bind_values() -> None:
+    hostile = 'we"ird; drop table t;--'
+    con = duckdb.connect()
+    table = sql.quote_ident('my "t"')
+    con.execute(f"create table {table} ({sql.quote_ident(hostile)} varchar, n int)")
+    con.execute(f"insert into {table} values ('ok', 1), ('O''Brien', 2), (null, 3), ('', 4), ('O''Brien', 5)")
+    rules = {"missing_values": [""], "valid_values": ["ok"]}
+    missing = sql.missing_sample(("main",), 'my "t"', hostile, rules)
+    assert sorted(r[1] for r in con.execute(missing.sql, list(missing.params)).fetchall()) == [3, 4]
+    invalid = sql.invalid_sample(("main",), 'my "t"', hostile, rules)
+    assert invalid is not None
+    assert sorted(r[1] for r in con.execute(invalid.sql, list(invalid.params)).fetchall()) == [2, 5]
+    dup = sql.duplicate_sample(("main",), 'my "t"', [hostile], rules)
+    assert con.execute(dup.sql, list(dup.params)).fetchall() == [("O'Brien", 2)]
+    assert con.execute(f"select count(*) from {table}").fetchone()[0] == 5  # nothing was dropped
+
+
+def test_invalid_rules_mirror_soda() -> None:
+    con = duckdb.connect()
+    con.execute(
+        "create table t as select * from (values (-1, 'x'), (5, 'DE'), (200, 'de'), (null, null)) v(a, c)"
+    )
+    rng = sql.invalid_sample((), "t", "a", {"valid_min": 0, "valid_max": 100}, limit=5)
+    fmt = sql.invalid_sample((), "t", "c", {"valid_format": {"regex": "^[A-Z]{2}$"}, "valid_length": 2})
+    assert sorted(r[0] for r in con.execute(rng.sql, list(rng.params)).fetchall()) == [-1, 200]
+    assert sorted(r[1] for r in con.execute(fmt.sql, list(fmt.params)).fetchall()) == ["de", "x"]
+    assert sql.invalid_predicate("a", {"missing_values": [0]}) is None
+
+
+def _spec():
+    contract = parse_contract(P, "dataset: ds/main/t\ncolumns:\n  - name: a\n    checks:\n      - missing:\n")
+    return contract.checks[0]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "passed", "severity"),
+    [
+        ("PASSED", True, "error"),
+        ("FAILED", False, "error"),
+        ("WARN", False, "warn"),
+        ("NOT_EVALUATED", False, "error"),
+    ],
+)
+def test_soda_outcomes_map_to_pass_and_severity(outcome: str, passed: bool, severity: str) -> None:
+    record = SodaRecord(path="columns.a.checks.missing", outcome=outcome, value=3, threshold="must be: 0")
+    result = outcome_from_soda(_spec(), record, P, errors="boom" if outcome == "NOT_EVALUATED" else "")
+    assert (result.passed, result.severity) == (passed, severity)
+    if outcome == "NOT_EVALUATED":
+        assert "boom" in result.description and "c.yml" in result.description
+    else:
+        assert result.metadata["measured_value"] == 3 and result.metadata["threshold"] == "must be: 0"
+    assert result.wants_sample == (outcome in ("FAILED", "WARN"))
+
+
+def test_absent_soda_result_fails_and_asks_for_a_reload() -> None:
+    result = outcome_from_soda(_spec(), None, P)
+    assert not result.passed and "Reload" in result.description
+
+
+def test_schema_diff_names_missing_unexpected_and_mismatched_columns() -> None:
+    diff = schema_diff(
+        {"id": "bigint", "Status": "varchar", "amount": "decimal", "gone": None},
+        [("id", "INTEGER"), ("status", "VARCHAR"), ("amount", "DECIMAL(12,2)"), ("extra", "DATE")],
+    )
+    assert diff == {
+        "missing_columns": ["gone"],
+        "unexpected_columns": ["extra"],
+        "type_mismatches": {"id": {"expected": "bigint", "actual": "INTEGER"}},
+    }
