@@ -17,6 +17,7 @@ from reliability.errors import UserFacingError
 # Modules with `register(subparsers: argparse._SubParsersAction) -> None`. Keep imports in them light.
 AREA_CLI_MODULES: tuple[str, ...] = (
     "reliability.shop.cli",
+    "reliability.kafka.cli",
 )
 
 

@@ -1,0 +1,165 @@
+"""`reliability kafka up|down|status|produce|ingest` and `reliability lag`. Light: imports happen in handlers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    kafka = subparsers.add_parser("kafka", help="local Kafka broker, order events, ingestion")
+    sub = kafka.add_subparsers(dest="kafka_command", metavar="ACTION")
+
+    up = sub.add_parser("up", help="start a local Kafka 4.x broker (or use KAFKA_BOOTSTRAP_SERVERS)")
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the broker")
+    up.set_defaults(handler=_up)
+    sub.add_parser("down", help="stop the broker `kafka up` started").set_defaults(handler=_down)
+    status = sub.add_parser("status", help="which cluster, and does it answer")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
+
+    produce = sub.add_parser("produce", help="produce order events (JSON, schema shop.order v1)")
+    produce.add_argument("--topic", default="shop.orders")
+    produce.add_argument("--count", type=int, default=1000, help="valid order events")
+    produce.add_argument("--first-id", type=int, default=1, help="order id of the first event")
+    produce.add_argument("--seed", type=int, default=42)
+    produce.add_argument("--poison", type=int, default=0, help="poison messages to interleave")
+    produce.add_argument("--partitions", type=int, default=4, help="when the topic is created")
+    produce.add_argument("--rate", type=float, help="messages per second (default: as fast as possible)")
+    produce.add_argument(
+        "--unsafe-retries",
+        action="store_true",
+        help="non-idempotent, retrying producer (acks=1): may duplicate/reorder; for fault injection",
+    )
+    produce.set_defaults(handler=_produce)
+
+    ingest = sub.add_parser("ingest", help="one exactly-once micro-batch from the topic into raw_orders")
+    ingest.add_argument("--topic", default="shop.orders")
+    ingest.add_argument("--group", default="reliability.raw_orders")
+    ingest.add_argument("--max-seconds", type=float)
+    ingest.set_defaults(handler=_ingest)
+
+    lag = subparsers.add_parser("lag", help="consumer lag per group (Burrow rules + time lag)")
+    lag.add_argument("--group", action="append", default=[], help="only this group (repeatable)")
+    lag.add_argument("--pattern", help="glob or regex of groups to show")
+    lag.add_argument("--samples", type=int, default=2, help="samples taken (time lag needs 2)")
+    lag.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
+    lag.add_argument("--json", action="store_true", help="JSON instead of a table")
+    lag.set_defaults(handler=_lag)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from reliability.kafka import broker
+
+    bootstrap, started = broker.up(timeout_s=args.timeout)
+    print(f"Kafka {'started' if started else 'already available'} at {bootstrap}")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    import os
+
+    from reliability.kafka import broker
+
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        print("KAFKA_BOOTSTRAP_SERVERS is set: that cluster is not ours to stop")
+        return 0
+    print("Kafka stopped" if broker.down() else "no local Kafka broker was running")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from reliability.kafka import broker
+
+    info = broker.status()
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for key, value in info.items():
+            print(f"{key:>10}: {value}")
+    return 0 if info.get("running") else 1
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from reliability.kafka import clients, producer
+
+    clients.ensure_topic(args.topic, args.partitions)
+    stats = producer.produce_orders(
+        args.topic,
+        args.count,
+        seed=args.seed,
+        first_id=args.first_id,
+        poison_count=args.poison,
+        idempotent=not args.unsafe_retries,
+        rate_per_s=args.rate,
+    )
+    print(
+        f"produced {stats.valid} order events and {stats.poison} poison message(s) to {args.topic} "
+        f"in {stats.seconds:.1f}s"
+    )
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from reliability.kafka.ingest import ingest
+    from reliability.settings import get_settings
+
+    warehouse = get_settings().warehouse_path
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    stats = ingest(warehouse, topic=args.topic, group_id=args.group, max_seconds=args.max_seconds)
+    print(
+        f"ingested {stats.rows} row(s), rejected {stats.rejected} to {args.topic}.dlq "
+        f"({stats.messages} message(s), {stats.seconds:.1f}s)"
+    )
+    return 0
+
+
+def format_table(results) -> str:
+    """The lag evaluation as a plain-text table (one line per group, then its non-OK partitions)."""
+    header = ("GROUP", "STATUS", "TOTAL LAG", "TIME LAG", "WORST PARTITION", "MEMBERS", "NOTE")
+    rows = [header]
+    for r in results:
+        worst = "-"
+        if r.worst is not None:
+            worst = f"{r.worst.topic}[{r.worst.partition}] {r.worst.status.value} lag={r.worst.lag}"
+        note = r.error or ""
+        if not note and r.no_commit_partitions:
+            note = f"{r.no_commit_partitions} partition(s) without commit"
+        rows.append(
+            (
+                r.group,
+                r.status.value,
+                str(r.total_lag),
+                "-" if r.max_time_lag_s is None else f"{r.max_time_lag_s:.1f}s",
+                worst,
+                "-" if r.members is None else str(r.members),
+                note,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def _lag(args: argparse.Namespace) -> int:
+    from reliability.kafka import broker, sampling
+    from reliability.kafka.lag import error_result
+
+    watch = sampling.WatchConfig(groups=tuple(args.group), pattern=args.pattern)
+    try:
+        bootstrap = broker.bootstrap_servers()
+    except broker.KafkaUnavailable as exc:
+        results = [error_result(g, str(exc)) for g in args.group] or [error_result("*", str(exc))]
+    else:
+        results = sampling.evaluate_once(
+            bootstrap, watch, samples=max(1, args.samples), interval_s=args.interval, groups=args.group
+        )
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    elif not results:
+        print("no consumer groups found")
+    else:
+        print(format_table(results))
+    worst = max((r.status.value for r in results), key=["OK", "WARN", "ERR"].index, default="OK")
+    return {"OK": 0, "WARN": 0, "ERR": 1}[worst]
