@@ -1,4 +1,4 @@
-"""`reliability kafka up|down|status|produce|ingest` and `reliability lag`. Light: imports happen in handlers."""
+"""`reliability kafka up|down|status|produce|ingest` and `reliability lag`; heavy imports in handlers."""
 
 from __future__ import annotations
 

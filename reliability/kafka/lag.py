@@ -1,4 +1,4 @@
-"""Consumer lag evaluation as pure functions: Burrow's sliding-window rules plus Kafka Lag Exporter's time lag.
+"""Consumer lag evaluation as pure functions: Burrow's sliding-window rules, Kafka Lag Exporter's time lag.
 
 No I/O here: `advance(state, sample, now, config)` takes the previous window state and one sample of
 committed offsets and log-end offsets, and returns the new state and one `GroupResult` per group. The
@@ -27,11 +27,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class PartitionStatus(str, Enum):
+class PartitionStatus(StrEnum):
     OK = "OK"
     WARN = "WARN"
     STALL = "STALL"
@@ -39,7 +39,7 @@ class PartitionStatus(str, Enum):
     REWIND = "REWIND"
 
 
-class GroupStatus(str, Enum):
+class GroupStatus(StrEnum):
     OK = "OK"
     WARN = "WARN"
     ERR = "ERR"
