@@ -42,13 +42,16 @@ def cache_dir(version: str = KAFKA_VERSION) -> Path:
 
 
 def state_dir() -> Path:
-    """Where the local broker keeps its config, data, log and pid file (outside git)."""
+    """Where the local broker keeps config, data, log and pid file: `<repo>/.data/kafka` (git-ignored).
+
+    Not derived from the warehouse path, so tests with a temporary warehouse still find the broker.
+    """
     override = os.environ.get("RELIABILITY_KAFKA_STATE_DIR")
     if override:
         return Path(override).resolve()
-    from reliability.settings import get_settings
+    from reliability.settings import REPO_ROOT
 
-    return get_settings().data_dir / "kafka"
+    return REPO_ROOT / ".data" / "kafka"
 
 
 _POM = """<?xml version="1.0" encoding="UTF-8"?>
