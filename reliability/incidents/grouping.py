@@ -40,6 +40,7 @@ class IncidentView:
     last_detected_at: datetime
     active: bool
     resolved_at: datetime | None = None
+    failing: frozenset[str] = frozenset()  # assets with a failure recorded in the incident
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,9 @@ def decide(
     """Rules, first match wins:
 
     1. an active incident whose root is this asset -> JOIN;
-    2. an active incident that already lists this asset (failing or in its blast radius) -> JOIN;
+    2. an active incident that already has a failure on this asset -> JOIN;
     3. an active incident, last detection within `group_window`, whose root is upstream of this asset
-       -> JOIN_DOWNSTREAM (the nearest such root wins);
+       (or whose stored blast radius lists it) -> JOIN_DOWNSTREAM (the most recent such incident wins);
     4. an active incident within `group_window` whose root is downstream of this asset
        -> JOIN_UPSTREAM (this asset becomes the root);
     5. a resolved incident with this root, resolved within `reopen_window` -> REOPEN;
@@ -71,11 +72,15 @@ def decide(
     for inc in active:
         if inc.root_asset == asset_key:
             return Decision(Action.JOIN, inc.incident_id, "same root asset")
-    listed = [i for i in active if asset_key in i.assets]
+    listed = [i for i in active if asset_key in i.failing]
     if listed:
         inc = max(listed, key=lambda i: i.last_detected_at)
-        return Decision(Action.JOIN, inc.incident_id, "asset already part of the incident")
+        return Decision(Action.JOIN, inc.incident_id, "asset already failing in the incident")
     recent = [i for i in active if at - i.last_detected_at <= policy.group_window]
+    in_radius = [i for i in recent if asset_key in i.assets]
+    if in_radius:
+        inc = max(in_radius, key=lambda i: i.last_detected_at)
+        return Decision(Action.JOIN_DOWNSTREAM, inc.incident_id, f"downstream of {inc.root_asset}")
     if graph is not None and asset_key in graph and recent:
         ancestors = graph.ancestors(asset_key)
         upstream_roots = [i for i in recent if i.root_asset in ancestors]

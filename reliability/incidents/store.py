@@ -467,7 +467,12 @@ class IncidentStore:
         if not fresh:
             return result
 
-        state = _BatchState.load(conn, now, self.policy)
+        candidates = {d.asset_key for d in fresh}
+        if lineage is not None:
+            for key in list(candidates):
+                if key in lineage:
+                    candidates |= lineage.ancestors(key) | lineage.descendants(key)
+        state = _BatchState.load(conn, now, self.policy, candidates)
         det_rows: list[dict] = []
         timeline_rows: list[dict] = []
         for d in fresh:
@@ -632,7 +637,8 @@ class IncidentStore:
             new_root = d.asset_key
             roots = [new_root]
         radius, severity, sev_reason = self._triage(roots, d, lineage, error_level)
-        failing = state.failing_assets(inc.id) | {d.asset_key}
+        state.failing.setdefault(inc.id, set()).add(d.asset_key)
+        failing = state.failing_assets(inc.id) | state.failing[inc.id]
         existing = state.assets.get(inc.id, set())
         if new_root is not None:
             conn.execute(t.open_incident_keys.delete().where(t.open_incident_keys.c.incident_id == inc.id))
@@ -1029,34 +1035,58 @@ class _BatchState:
         self.policy = policy
         self.incidents: dict[int, Incident] = {}
         self.assets: dict[int, set[str]] = {}
+        self.failing: dict[int, set[str]] = {}  # root and failing assets per incident
         self.signals: dict[int, dict[str, bool]] = {}
         self._dirty_signals: dict[tuple[int, str], tuple[bool, datetime, bool]] = {}
         self._views: list[IncidentView] | None = None
 
     @classmethod
-    def load(cls, conn: Connection, now: datetime, policy: GroupingPolicy) -> _BatchState:
+    def load(
+        cls, conn: Connection, now: datetime, policy: GroupingPolicy, candidates: set[str]
+    ) -> _BatchState:
+        """Load only the incidents a batch can group with: those touching `candidates` (the detected
+        assets plus their lineage neighbours), so ingest cost does not grow with the open backlog."""
         state = cls(policy)
         cutoff = now - policy.reopen_window
-        rows = conn.execute(
-            select(t.incidents).where(
-                or_(t.incidents.c.status.in_([str(s) for s in ACTIVE_STATUSES]),
-                    and_(t.incidents.c.status == str(Status.RESOLVED), t.incidents.c.resolved_at >= cutoff))
+        active = [str(s) for s in ACTIVE_STATUSES]
+        names = list(candidates)
+        ids_found: set[int] = set()
+        for i in range(0, len(names), _IN_CHUNK):
+            chunk = names[i : i + _IN_CHUNK]
+            ids_found.update(
+                conn.execute(
+                    select(t.incident_assets.c.incident_id).where(t.incident_assets.c.asset_key.in_(chunk))
+                ).scalars()
             )
-        ).all()  # fmt: skip
-        for r in rows:
-            inc = _incident_from_row(r)
-            state.incidents[inc.id] = inc
-            state.assets[inc.id] = set()
-            state.signals[inc.id] = {}
+            ids_found.update(conn.execute(
+                select(t.incidents.c.id).where(t.incidents.c.root_asset.in_(chunk))
+            ).scalars())  # fmt: skip
+        found = list(ids_found)
+        for i in range(0, len(found), _IN_CHUNK):
+            rows = conn.execute(
+                select(t.incidents).where(and_(
+                    t.incidents.c.id.in_(found[i : i + _IN_CHUNK]),
+                    or_(t.incidents.c.status.in_(active),
+                        and_(t.incidents.c.status == str(Status.RESOLVED),
+                             t.incidents.c.resolved_at >= cutoff)),
+                ))
+            ).all()  # fmt: skip
+            for r in rows:
+                inc = _incident_from_row(r)
+                state.incidents[inc.id] = inc
+                state.assets[inc.id] = set()
+                state.signals[inc.id] = {}
         ids = list(state.incidents)
         for i in range(0, len(ids), _IN_CHUNK):
             chunk = ids[i : i + _IN_CHUNK]
             for r in conn.execute(
-                select(t.incident_assets.c.incident_id, t.incident_assets.c.asset_key).where(
-                    t.incident_assets.c.incident_id.in_(chunk)
-                )
+                select(
+                    t.incident_assets.c.incident_id, t.incident_assets.c.asset_key, t.incident_assets.c.role
+                ).where(t.incident_assets.c.incident_id.in_(chunk))
             ):
                 state.assets[r.incident_id].add(r.asset_key)
+                if r.role != "impacted":
+                    state.failing.setdefault(r.incident_id, set()).add(r.asset_key)
             for r in conn.execute(
                 select(t.incident_signals).where(t.incident_signals.c.incident_id.in_(chunk))
             ):
@@ -1066,6 +1096,7 @@ class _BatchState:
     def add(self, inc: Incident, assets: set[str]) -> None:
         self.incidents[inc.id] = inc
         self.assets[inc.id] = set(assets)
+        self.failing[inc.id] = {inc.root_asset}
         self.signals.setdefault(inc.id, {})
 
     def views(self) -> list[IncidentView]:
@@ -1074,6 +1105,7 @@ class _BatchState:
                 incident_id=inc.id,
                 root_asset=inc.root_asset,
                 assets=frozenset(self.assets.get(inc.id, ())),
+                failing=frozenset(self.failing.get(inc.id, ())),
                 last_detected_at=inc.last_detected_at,
                 active=inc.active,
                 resolved_at=inc.resolved_at,

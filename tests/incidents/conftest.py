@@ -1,0 +1,50 @@
+"""Fixtures for the incident tests: store URLs on SQLite and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from reliability.incidents.triage import AssetInfo, LineageGraph
+
+T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'incidents.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'incidents.db'}"
+
+
+def shop_graph() -> LineageGraph:
+    """The shop lineage as plain data, as `lineage.graph_from_asset_graph` would extract it."""
+    children = {
+        "raw_orders": ["stg_orders"],
+        "raw_customers": ["stg_customers"],
+        "raw_payments": ["stg_payments"],
+        "stg_orders": ["fct_orders"],
+        "stg_payments": ["fct_orders"],
+        "stg_customers": ["customer_lifetime_value"],
+        "fct_orders": ["customer_lifetime_value", "daily_revenue"],
+        "daily_revenue": ["revenue_dashboard"],
+    }
+    info = {
+        "raw_orders": AssetInfo(("ingest@shop.example",), 2),
+        "raw_customers": AssetInfo(("ingest@shop.example",), 3),
+        "raw_payments": AssetInfo(("ingest@shop.example",), 2),
+        "stg_orders": AssetInfo(("analytics@shop.example",), 2, partitioned=True),
+        "stg_customers": AssetInfo(("analytics@shop.example",), 3),
+        "stg_payments": AssetInfo(("analytics@shop.example",), 2),
+        "fct_orders": AssetInfo(("analytics@shop.example",), 1, partitioned=True),
+        "customer_lifetime_value": AssetInfo(("growth@shop.example",), 2),
+        "daily_revenue": AssetInfo(("finance@shop.example",), 1, partitioned=True),
+        "revenue_dashboard": AssetInfo(("finance@shop.example",), 1, kind="exposure"),
+    }
+    return LineageGraph(children, info)
