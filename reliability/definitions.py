@@ -54,10 +54,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         **load_asset_policies(settings.assets_file),
         **dbt_policies(load_manifest(settings), settings.dbt_project_dir),
     }
-    merged = dg.Definitions.merge(
-        shop_area.defs(settings),
-        dbt_area.defs(settings),
-    )
+    areas = [dbt_area.defs(settings)]
+    if settings.shop_demo:
+        areas.append(shop_area.defs(settings))
+    merged = dg.Definitions.merge(*areas)
     return _with_policies(merged, policies)
 
 

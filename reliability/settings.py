@@ -29,8 +29,9 @@ ENV_OVERRIDES: dict[str, str] = {
     "assets_file": "RELIABILITY_ASSETS_FILE",
     "incident_store_url": "RELIABILITY_INCIDENT_STORE_URL",
     "partitions_start_date": "RELIABILITY_PARTITIONS_START_DATE",
+    "shop_demo": "RELIABILITY_SHOP_DEMO",
 }
-_NOT_PATHS = {"incident_store_url", "partitions_start_date"}
+_NOT_PATHS = {"incident_store_url", "partitions_start_date", "shop_demo"}
 
 
 class Settings(BaseModel):
@@ -45,6 +46,8 @@ class Settings(BaseModel):
     assets_file: Path
     incident_store_url: str | None = None
     partitions_start_date: date = date(2026, 1, 1)
+    # include the demo shop's generated raw tables (and its Kafka feed) as assets
+    shop_demo: bool = False
     source_file: Path | None = None
 
     @property

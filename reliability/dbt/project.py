@@ -16,6 +16,7 @@ from reliability.errors import ConfigError
 from reliability.settings import Settings
 
 PROJECT_SOURCES = ("models", "macros", "tests", "seeds", "snapshots", "analyses")
+ASSET_RESOURCE_TYPES = ("model", "seed", "snapshot")
 PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "selectors.yml")
 
 
@@ -78,14 +79,15 @@ def _node_file(node: Mapping[str, Any], project_dir: Path) -> str:
 
 
 def dbt_policies(manifest: Mapping[str, Any], project_dir: Path) -> dict[str, AssetPolicy]:
-    """Policy of every dbt model (from `meta`) and exposure (owner email + `meta.tier`), by asset key."""
+    """Policy of every dbt model, seed and snapshot (from `meta`) and exposure (owner email +
+    `meta.tier`), by asset key."""
     policies: dict[str, AssetPolicy] = {}
     for node in manifest["nodes"].values():
-        if node["resource_type"] != "model":
+        if node["resource_type"] not in ASSET_RESOURCE_TYPES:
             continue
         meta = {k: v for k, v in (node.get("meta") or {}).items() if k in AssetPolicy.model_fields}
         policies[node["name"]] = parse_policy(
-            meta, _node_file(node, project_dir), f"models.{node['name']}.config.meta"
+            meta, _node_file(node, project_dir), f"{node['resource_type']}s.{node['name']}.config.meta"
         )
     for exposure in manifest.get("exposures", {}).values():
         raw = {
