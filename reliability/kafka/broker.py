@@ -328,9 +328,7 @@ def up(timeout_s: float = 90.0) -> tuple[str, bool]:
     state.mkdir(parents=True, exist_ok=True)
     previous = read_state(state)
     broker_port = _pick_port(previous.broker_port if previous else DEFAULT_BROKER_PORT, set())
-    controller_port = _pick_port(
-        previous.controller_port if previous else DEFAULT_CONTROLLER_PORT, {broker_port}
-    )
+    controller_port = _pick_port(previous.controller_port if previous else DEFAULT_CONTROLLER_PORT, {broker_port})
     (state / "server.properties").write_text(server_properties(state, broker_port, controller_port))
     _format_storage(state, libs)
     log = open(state / "broker.log", "ab")  # noqa: SIM115 - handed to the child process

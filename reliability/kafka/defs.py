@@ -124,8 +124,7 @@ def raw_orders(
         total_rows = con.execute("select count(*) from raw_orders").fetchone()[0]
         rejected_total = dlq_depth(con, kafka.topic)
     context.log.info(
-        f"ingested {stats.rows} row(s), rejected {stats.rejected} in {stats.batches} batch(es), "
-        f"{stats.seconds:.1f}s"
+        f"ingested {stats.rows} row(s), rejected {stats.rejected} in {stats.batches} batch(es), {stats.seconds:.1f}s"
     )
     yield dg.MaterializeResult(
         asset_key=RAW_ORDERS,
@@ -180,9 +179,7 @@ def watch_config_from_env():
     """Watched groups: RELIABILITY_KAFKA_LAG_GROUPS (comma list) / _PATTERN; all groups by default."""
     from reliability.kafka.sampling import WatchConfig
 
-    groups = tuple(
-        g.strip() for g in os.environ.get("RELIABILITY_KAFKA_LAG_GROUPS", "").split(",") if g.strip()
-    )
+    groups = tuple(g.strip() for g in os.environ.get("RELIABILITY_KAFKA_LAG_GROUPS", "").split(",") if g.strip())
     return WatchConfig(groups=groups, pattern=os.environ.get("RELIABILITY_KAFKA_LAG_PATTERN") or None)
 
 
@@ -249,9 +246,7 @@ def kafka_consumer_lag(kafka: KafkaSource) -> dg.AssetCheckResult:
     except KafkaUnavailable as exc:
         results = [lagmod.error_result(kafka.group_id, str(exc))]
     ev = lag_check_evaluation(results[0], RAW_ORDERS)
-    return dg.AssetCheckResult(
-        passed=ev.passed, severity=ev.severity, metadata=ev.metadata, description=ev.description
-    )
+    return dg.AssetCheckResult(passed=ev.passed, severity=ev.severity, metadata=ev.metadata, description=ev.description)
 
 
 ingest_job = dg.define_asset_job(

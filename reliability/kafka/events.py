@@ -55,9 +55,7 @@ def order_event(seed: int, order_id: int, orders_per_day: int = 1000) -> dict[st
     known_customers = max(1, ((order_id - 1) // max(1, orders_per_day) + 1) * max(1, orders_per_day // 10))
     pct = _rand(seed, order_id, 1) % 100
     status = ORDER_STATUSES[0 if pct < 10 else 1 if pct < 25 else 2 if pct < 85 else 3 if pct < 93 else 4]
-    ordered_at = datetime.combine(day, datetime.min.time()) + timedelta(
-        seconds=_rand(seed, order_id, 2) % 86400
-    )
+    ordered_at = datetime.combine(day, datetime.min.time()) + timedelta(seconds=_rand(seed, order_id, 2) % 86400)
     cents = 500 + _rand(seed, order_id, 3) % 49_500
     return {
         "schema": SCHEMA_NAME,

@@ -138,18 +138,14 @@ def ensure_tables(con) -> None:
 
 
 def stored_offsets(con, topic: str) -> dict[int, int]:
-    rows = con.execute(
-        f'select "partition", next_offset from {OFFSETS_TABLE} where topic = ?', [topic]
-    ).fetchall()
+    rows = con.execute(f'select "partition", next_offset from {OFFSETS_TABLE} where topic = ?', [topic]).fetchall()
     return {int(p): int(o) for p, o in rows}
 
 
 def dlq_depth(con, topic: str) -> int:
     """Messages rejected to the DLQ of `topic` so far (from the outbox, same DB as the rows)."""
     ensure_tables(con)
-    return int(
-        con.execute(f"select count(*) from {OUTBOX_TABLE} where source_topic = ?", [topic]).fetchone()[0]
-    )
+    return int(con.execute(f"select count(*) from {OUTBOX_TABLE} where source_topic = ?", [topic]).fetchone()[0])
 
 
 def validate_payloads(con, payloads: list[bytes]) -> list[tuple[int, str, str | None]]:
@@ -186,9 +182,7 @@ def validate_payloads(con, payloads: list[bytes]) -> list[tuple[int, str, str | 
     n = con.execute("select count(*) from _checked").fetchone()[0]
     if n != len(payloads):
         raise RuntimeError(f"validation saw {n} payloads, expected {len(payloads)}")
-    rejected = con.execute(
-        "select idx, error, detail from _checked where error is not null order by idx"
-    ).fetchall()
+    rejected = con.execute("select idx, error, detail from _checked where error is not null order by idx").fetchall()
     out = []
     for idx, error, detail in rejected:
         if idx in overrides:
@@ -227,6 +221,7 @@ class Ingestor:
             **{"fetch.max.bytes": 52428800, "queued.max.messages.kbytes": 262144, "fetch.wait.max.ms": 50},
         )
         self._producer = None
+        self.on_batch = None  # optional callable(stats) after each committed batch (progress output)
         self.stats = IngestStats()
         self.next_offsets: dict[int, int] = {}
 
@@ -266,9 +261,7 @@ class Ingestor:
         md = self.consumer.list_topics(self.dlq_topic, timeout=30).topics.get(self.dlq_topic)
         if md is None or md.error is not None:
             return seen
-        reader = clients.consumer(
-            f"{self.group_id}.dlq-recovery", self.bootstrap, **{"enable.partition.eof": True}
-        )
+        reader = clients.consumer(f"{self.group_id}.dlq-recovery", self.bootstrap, **{"enable.partition.eof": True})
         try:
             ends = {}
             for p in md.partitions:
@@ -439,6 +432,8 @@ class Ingestor:
         self.stats.batches += 1
         for _, error, _ in rejected:
             self.stats.rejected_by_error[error] = self.stats.rejected_by_error.get(error, 0) + 1
+        if self.on_batch is not None:
+            self.on_batch(self.stats)
         if outbox:
             self._publish_outbox()
         self._commit_to_kafka(next_offsets)
@@ -541,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float)
     parser.add_argument("--idle-timeout", type=float, default=5.0)
     parser.add_argument("--forever", action="store_true", help="keep consuming new messages until killed")
+    parser.add_argument("--progress", action="store_true", help="print a JSON line after each committed batch")
     args = parser.parse_args(argv)
     warehouse = args.warehouse
     if warehouse is None:
@@ -551,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     ingestor = Ingestor(
         warehouse, topic=args.topic, group_id=args.group, bootstrap=args.bootstrap, batch_size=args.batch_size
     )
+    if args.progress:
+        ingestor.on_batch = lambda st: print(json.dumps({"batches": st.batches, "rows": st.rows}), flush=True)
     try:
         while True:
             stats = ingestor.run(max_seconds=args.max_seconds, idle_timeout_s=args.idle_timeout)

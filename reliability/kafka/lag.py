@@ -355,15 +355,11 @@ class LagState:
             "v": 1,
             "w": {
                 g: {
-                    f"{t}\x00{p}": [[c.offset, c.lag, round(c.timestamp, 3)] for c in win]
-                    for (t, p), win in ws.items()
+                    f"{t}\x00{p}": [[c.offset, c.lag, round(c.timestamp, 3)] for c in win] for (t, p), win in ws.items()
                 }
                 for g, ws in self.windows.items()
             },
-            "t": {
-                f"{t}\x00{p}": [[o, round(ts, 3)] for o, ts in tab]
-                for (t, p), tab in self.log_end_tables.items()
-            },
+            "t": {f"{t}\x00{p}": [[o, round(ts, 3)] for o, ts in tab] for (t, p), tab in self.log_end_tables.items()},
             "e": self.last_error,
         }
 
@@ -378,15 +374,10 @@ class LagState:
 
         return cls(
             windows={
-                g: {
-                    key(k): [Commit(int(o), int(lag), float(ts)) for o, lag, ts in win]
-                    for k, win in ws.items()
-                }
+                g: {key(k): [Commit(int(o), int(lag), float(ts)) for o, lag, ts in win] for k, win in ws.items()}
                 for g, ws in data.get("w", {}).items()
             },
-            log_end_tables={
-                key(k): [(int(o), float(ts)) for o, ts in tab] for k, tab in data.get("t", {}).items()
-            },
+            log_end_tables={key(k): [(int(o), float(ts)) for o, ts in tab] for k, tab in data.get("t", {}).items()},
             last_error=data.get("e"),
         )
 

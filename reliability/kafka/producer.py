@@ -69,15 +69,10 @@ def poison_positions(count: int, poison_count: int) -> dict[int, str]:
     if poison_count <= 0:
         return {}
     step = max(1, count // poison_count)
-    return {
-        (i * step + step // 2) % max(1, count): POISON_KINDS[i % len(POISON_KINDS)]
-        for i in range(poison_count)
-    }
+    return {(i * step + step // 2) % max(1, count): POISON_KINDS[i % len(POISON_KINDS)] for i in range(poison_count)}
 
 
-def order_stream(
-    seed: int, first_id: int, count: int, poison_count: int = 0
-) -> Iterable[tuple[bytes | None, bytes]]:
+def order_stream(seed: int, first_id: int, count: int, poison_count: int = 0) -> Iterable[tuple[bytes | None, bytes]]:
     """`count` valid order events with `poison_count` poison messages interleaved."""
     poison_at = poison_positions(count, poison_count)
     for position, pair in enumerate(order_events(seed, first_id, count)):

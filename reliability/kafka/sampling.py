@@ -67,9 +67,7 @@ def take_sample(admin, watch: WatchConfig = WatchConfig()) -> Sample:
         if not names:
             return Sample(groups=groups, log_end={})
         offset_futures = {
-            g: admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g)], request_timeout=timeout)[
-                g
-            ]
+            g: admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g)], request_timeout=timeout)[g]
             for g in names
         }
         describe_futures = admin.describe_consumer_groups(names, request_timeout=timeout)

@@ -89,9 +89,11 @@ def test_rerun_and_more_data_never_duplicates(kafka_broker, topic_name, tmp_path
     produce_orders(topic_name, 500, first_id=1001, bootstrap=kafka_broker)
     assert ingest(warehouse, topic=topic_name, group_id=group, bootstrap=kafka_broker).rows == 500
     con = duckdb.connect(str(warehouse))
-    assert con.execute(
-        "select count(*), count(distinct order_id), max(order_id) from raw_orders"
-    ).fetchone() == (1500, 1500, 1500)
+    assert con.execute("select count(*), count(distinct order_id), max(order_id) from raw_orders").fetchone() == (
+        1500,
+        1500,
+        1500,
+    )
     con.close()
     # progress is mirrored to Kafka's group offsets, so lag tools see it
     admin = clients.admin(kafka_broker)
@@ -130,17 +132,13 @@ def test_dagster_asset_materializes_raw_orders_with_dlq_check(kafka_broker, topi
     warehouse = tmp_path / "wh.duckdb"
     resources = {
         "warehouse": DuckDBResource(database=str(warehouse)),
-        "kafka": kafka_defs.KafkaSource(
-            bootstrap_servers=kafka_broker, topic=topic_name, group_id=f"g.{topic_name}"
-        ),
+        "kafka": kafka_defs.KafkaSource(bootstrap_servers=kafka_broker, topic=topic_name, group_id=f"g.{topic_name}"),
     }
     selection = dg.AssetSelection.assets(kafka_defs.RAW_ORDERS).without_checks() | dg.AssetSelection.checks(
         dg.AssetCheckKey(kafka_defs.RAW_ORDERS, kafka_defs.DLQ_CHECK)
     )
     with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize(
-            [kafka_defs.raw_orders], instance=instance, resources=resources, selection=selection
-        )
+        result = dg.materialize([kafka_defs.raw_orders], instance=instance, resources=resources, selection=selection)
         assert result.success
         mat = result.asset_materializations_for_node("raw_orders")[0]
         assert mat.metadata["dagster/row_count"].value == 2000
@@ -149,9 +147,7 @@ def test_dagster_asset_materializes_raw_orders_with_dlq_check(kafka_broker, topi
         assert check.check_name == kafka_defs.DLQ_CHECK and not check.passed
         assert check.severity == dg.AssetCheckSeverity.WARN and check.metadata["dlq_depth"].value == 3
 
-        again = dg.materialize(
-            [kafka_defs.raw_orders], instance=instance, resources=resources, selection=selection
-        )
+        again = dg.materialize([kafka_defs.raw_orders], instance=instance, resources=resources, selection=selection)
         assert again.asset_materializations_for_node("raw_orders")[0].metadata["rows_ingested"].value == 0
 
 

@@ -165,9 +165,7 @@ def test_flat_head_keeps_its_first_time_and_tables_are_bounded():
 
 
 # ---------------------------------------------------------------------------------------------- groups
-def _p(
-    status: PartitionStatus, lag: int | None, partition: int, committed: int | None = 0
-) -> PartitionResult:
+def _p(status: PartitionStatus, lag: int | None, partition: int, committed: int | None = 0) -> PartitionResult:
     return PartitionResult("t", partition, committed, 100, lag, None, status, 5)
 
 
