@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set everything up and run all tests (lint, unit, and integration against real DuckDB, dbt, Soda,
+# Kafka, PostgreSQL and a real Dagster instance). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export SODA_CORE_TELEMETRY_ENABLED=false DO_NOT_TRACK=1
+.venv/bin/ruff check .
+.venv/bin/reliability kafka up
+.venv/bin/python -m pytest -q --durations=15 "$@"
