@@ -113,6 +113,8 @@ class Router:
     def plan(self, snap: IncidentSnapshot, event: str) -> list[OutboxMessage]:
         messages = []
         for channel, target in self.targets_for(snap):
+            if channel == ALERTMANAGER and event == "acknowledge":
+                continue  # Alertmanager has no acknowledgement: the alert stays firing
             if channel == SLACK:
                 payload: object = slack_payload(snap, event)
             elif channel == PAGERDUTY:
@@ -320,3 +322,72 @@ def send(
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DeliveryError(f"{channel}: {redact(str(reason), secrets)}", retryable=True) from None
+
+
+@dataclass
+class DeliveryReport:
+    delivered: int = 0
+    retrying: int = 0
+    dead: int = 0
+    deferred: int = 0  # skipped this pass: its receiver already failed in this pass, or out of time
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "delivered": self.delivered,
+            "retrying": self.retrying,
+            "dead": self.dead,
+            "deferred": self.deferred,
+        }
+
+
+def deliver_due(
+    store,  # noqa: ANN001 - IncidentStore (import cycle otherwise)
+    *,
+    now: datetime | None = None,
+    budget_s: float = 5.0,
+    limit: int = 200,
+    environ: Mapping[str, str] | None = None,
+    timeout: float = 3.0,
+) -> DeliveryReport:
+    """Send due outbox messages once each, in order per incident and receiver.
+
+    A receiver that fails is skipped for the rest of the pass (so a dead endpoint costs one timeout,
+    not one per message) and its message is retried later with exponential backoff; nothing is dropped
+    unless the receiver refuses it outright (HTTP 4xx other than 429), which marks it dead.
+    """
+    import time as _time
+
+    from reliability.incidents.model import utcnow
+
+    started = _time.monotonic()
+    report = DeliveryReport()
+    failed_targets: set[tuple[str, str]] = set()
+    progress = True
+    while progress and _time.monotonic() - started <= budget_s:
+        # another round only if this one freed messages queued behind delivered ones
+        progress = False
+        for item in store.due_outbox(now=now, limit=limit):
+            at = now or utcnow()
+            if (item.channel, item.target) in failed_targets or _time.monotonic() - started > budget_s:
+                report.deferred += 1
+                continue
+            if not store.claim(item, lease=timedelta(seconds=timeout * 4 + 10), now=at):
+                continue  # another deliverer has it
+            try:
+                status = send(item.channel, item.target, item.payload, environ=environ, timeout=timeout)
+            except DeliveryError as exc:
+                failed_targets.add((item.channel, item.target))
+                dead = not exc.retryable
+                store.mark_failed(item, str(exc), at + backoff(item.attempts + 1), dead=dead, now=at)
+                log.warning("notification %s via %s failed (attempt %d): %s", item.id, item.channel,
+                            item.attempts + 1, exc)  # fmt: skip
+                if dead:
+                    report.dead += 1
+                else:
+                    report.retrying += 1
+                continue
+            store.mark_delivered(item, status, now=at)
+            log.info("notification %s delivered via %s (%s)", item.id, item.channel, item.event)
+            report.delivered += 1
+            progress = True
+    return report

@@ -878,12 +878,20 @@ class IncidentStore:
 
     # ----------------------------------------------------------------------------------- outbox
     def due_outbox(self, now: datetime | None = None, limit: int = 100) -> list[OutboxItem]:
+        """Pending messages due now, oldest first, each only once every earlier message to the same
+        receiver about the same incident is out (so PagerDuty never sees resolve before trigger)."""
         at = now or utcnow()
+        earlier = t.outbox.alias("earlier")
         with self._read() as conn:
             rows = conn.execute(
                 select(t.outbox)
                 .where(and_(t.outbox.c.status == "pending", t.outbox.c.next_attempt_at <= at,
-                            or_(t.outbox.c.claimed_until.is_(None), t.outbox.c.claimed_until < at)))
+                            or_(t.outbox.c.claimed_until.is_(None), t.outbox.c.claimed_until < at),
+                            ~select(earlier.c.id).where(and_(
+                                earlier.c.status == "pending", earlier.c.id < t.outbox.c.id,
+                                earlier.c.incident_id == t.outbox.c.incident_id,
+                                earlier.c.channel == t.outbox.c.channel,
+                                earlier.c.target == t.outbox.c.target)).exists()))
                 .order_by(t.outbox.c.id)
                 .limit(limit)
             ).all()  # fmt: skip
