@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from reliability.contracts.evaluate import Outcome
+from reliability.contracts.evaluate import PARTITION_END_VARIABLE, Outcome, partition_end
 from reliability.contracts.spec import (
     BrokenContract,
     ContractSpec,
@@ -37,10 +37,7 @@ def to_check_result(outcome: Outcome, asset_name: str) -> dg.AssetCheckResult:
         metadata["failing_rows_sample_size"] = len(outcome.sample)
         columns = list(outcome.sample[0]) if outcome.sample else []
         metadata["failing_rows_sample"] = dg.MetadataValue.table(
-            records=[
-                dg.TableRecord({k: ("" if v is None else v) for k, v in row.items()})
-                for row in outcome.sample
-            ],
+            records=[dg.TableRecord({k: ("" if v is None else v) for k, v in row.items()}) for row in outcome.sample],
             schema=dg.TableSchema(columns=[dg.TableColumn(name=c, type="string") for c in columns]),
         )
     for key in ("type_mismatches",):
@@ -96,7 +93,11 @@ def contract_check(contract: ContractSpec, warehouse_path: Path, op_name: str) -
         from reliability.contracts.runner import verify_contract
 
         selected = [k.name for k in context.selected_asset_check_keys if k.asset_key == asset]
-        for outcome in verify_contract(contract, warehouse_path, selected):
+        end = partition_end(context.run.tags) if PARTITION_END_VARIABLE in contract.variables else None
+        variables = {PARTITION_END_VARIABLE: end} if end else None
+        for outcome in verify_contract(contract, warehouse_path, selected, variables=variables):
+            if end:
+                outcome.metadata["partition_end"] = end
             yield to_check_result(outcome, contract.asset_name)
 
     return _verify

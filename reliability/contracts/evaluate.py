@@ -69,9 +69,7 @@ def plain(value: Any) -> Any:
     return plain(str(value))
 
 
-def outcome_from_soda(
-    check: CheckSpec, record: SodaRecord | None, contract_path: Path, errors: str = ""
-) -> Outcome:
+def outcome_from_soda(check: CheckSpec, record: SodaRecord | None, contract_path: Path, errors: str = "") -> Outcome:
     """Map one Soda result (or its absence) to an outcome, following the module's policy."""
     base: dict[str, Any] = {
         "contract": str(contract_path),
@@ -88,18 +86,14 @@ def outcome_from_soda(
             reason += "; was the contract changed after the code location loaded? Reload it."
         base["soda_outcome"] = record.outcome if record else "MISSING"
         base["error"] = reason[:2000]
-        return Outcome(
-            check, False, "error", f"{contract_path}: {check.soda_path} not verified: {reason}"[:2000], base
-        )
+        return Outcome(check, False, "error", f"{contract_path}: {check.soda_path} not verified: {reason}"[:2000], base)
     base["soda_outcome"] = record.outcome
     base["measured_value"] = plain(record.value)
     base["threshold"] = record.threshold or check.threshold
     for key, value in sorted(record.diagnostics.items()):
         base[f"soda_{key}"] = plain(value)
     if record.outcome == PASSED:
-        return Outcome(
-            check, True, check.severity, f"{check.title}: passed (value {plain(record.value)})", base
-        )
+        return Outcome(check, True, check.severity, f"{check.title}: passed (value {plain(record.value)})", base)
     severity = "warn" if record.outcome == WARN else check.severity
     verdict = "warning" if record.outcome == WARN else "failed"
     text = f"{check.title}: {verdict}, value {plain(record.value)} breaks threshold [{base['threshold']}]"
@@ -170,8 +164,30 @@ def schema_diff(declared: Mapping[str, str | None], actual: Sequence[tuple[str, 
     mismatched = {
         c: {"expected": t, "actual": actual_types[c.casefold()][1]}
         for c, t in declared.items()
-        if t is not None
-        and c.casefold() in actual_types
-        and _base_type(t) != _base_type(actual_types[c.casefold()][1])
+        if t is not None and c.casefold() in actual_types and _base_type(t) != _base_type(actual_types[c.casefold()][1])
     }
     return {"missing_columns": missing, "unexpected_columns": unexpected, "type_mismatches": mismatched}
+
+
+PARTITION_END_VARIABLE = "PARTITION_END"
+_PARTITION_TAGS = ("dagster/asset_partition_range_end", "dagster/partition")
+
+
+def partition_end(tags: Mapping[str, str]) -> str | None:
+    """End of the daily/hourly partition (or range) a run processes, as an ISO UTC timestamp.
+
+    Contracts that declare the Soda variable PARTITION_END measure business-time freshness against
+    it, so checking (or backfilling) an old day does not warn that the day is old. None when the run
+    is not time-partitioned: Soda then uses its default, now.
+    """
+    for tag in _PARTITION_TAGS:
+        key = tags.get(tag)
+        if not key:
+            continue
+        for fmt, step in (("%Y-%m-%d", dt.timedelta(days=1)), ("%Y-%m-%d-%H:%M", dt.timedelta(hours=1))):
+            try:
+                start = dt.datetime.strptime(key, fmt).replace(tzinfo=dt.UTC)
+            except ValueError:
+                continue
+            return (start + step).isoformat()
+    return None

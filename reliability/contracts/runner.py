@@ -9,7 +9,7 @@ sample query each. The warehouse is opened read-only; callers serialise DuckDB a
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +34,24 @@ def _quiet_soda() -> None:
 
 
 def run_soda(
-    con: Any, contract: ContractSpec, check_paths: list[str] | None
+    con: Any,
+    contract: ContractSpec,
+    check_paths: list[str] | None,
+    variables: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, SodaRecord], str]:
     """Run Soda on `con` for the given check paths (None = all); return records by path and errors."""
     _quiet_soda()
-    from soda_core.contracts.api import (
-        verify_contract_locally,
-    )  # heavy; api before soda_duckdb (import cycle)
+    # heavy imports, and soda_core's api must come before soda_duckdb (import cycle)
+    from soda_core.contracts.api import verify_contract_locally
     from soda_duckdb import DuckDBDataSource
 
     data_source = DuckDBDataSource.from_existing_cursor(con, contract.datasource)
     result = verify_contract_locally(
-        data_sources=[data_source], contract_file_path=str(contract.path), check_paths=check_paths
+        data_sources=[data_source],
+        contract_file_path=str(contract.path),
+        check_paths=check_paths,
+        # only the variables the contract declares (e.g. PARTITION_END for business-time freshness)
+        variables={k: v for k, v in (variables or {}).items() if k in contract.variables} or None,
     )
     records: dict[str, SodaRecord] = {}
     for verification in result.contract_verification_results:
@@ -93,9 +99,7 @@ def _add_evidence(
         elif check.kind == "schema":
             outcome.metadata.update(schema_diff(contract.data_types, actual))
         elif check.kind == "freshness" and outcome.metadata.get("soda_outcome") in (FAILED, WARN):
-            query = sql.max_value(
-                contract.prefixes, contract.table, check.columns[0], [contract.dataset_filter]
-            )
+            query = sql.max_value(contract.prefixes, contract.table, check.columns[0], [contract.dataset_filter])
             outcome.metadata["latest_value"] = plain(con.execute(query.sql, list(query.params)).fetchone()[0])
     except Exception as exc:  # evidence is best effort; the verdict stands without it
         outcome.metadata["evidence_error"] = f"{type(exc).__name__}: {exc}"[:500]
@@ -106,6 +110,7 @@ def verify_on_connection(
     loaded: ContractSpec,
     selected: Iterable[str] | None = None,
     sample_limit: int = sql.SAMPLE_LIMIT,
+    variables: Mapping[str, str] | None = None,
 ) -> list[Outcome]:
     """Outcomes for the selected checks of `loaded` (all when None), one per check, in spec order."""
     wanted = [c for c in loaded.checks if selected is None or c.name in set(selected)]
@@ -138,7 +143,8 @@ def verify_on_connection(
     if to_run:
         everything = len(to_run) == len(current.checks)
         try:
-            records, errors = run_soda(con, current, None if everything else [c.soda_path for c in to_run])
+            paths = None if everything else [c.soda_path for c in to_run]
+            records, errors = run_soda(con, current, paths, variables)
         except Exception as exc:  # Soda rejected the contract or the query failed
             errors = f"Soda could not verify the contract: {type(exc).__name__}: {exc}"
     for check in wanted:
@@ -160,8 +166,12 @@ def verify_contract(
     warehouse_path: Path,
     selected: Iterable[str] | None = None,
     sample_limit: int = sql.SAMPLE_LIMIT,
+    variables: Mapping[str, str] | None = None,
 ) -> list[Outcome]:
-    """Open the warehouse read-only and verify `contract`; never raises for data or contract problems."""
+    """Open the warehouse read-only and verify `contract`; never raises for data or contract problems.
+
+    `variables` are Soda contract variables; the Dagster check passes PARTITION_END (see `defs`).
+    """
     wanted = [c for c in contract.checks if selected is None or c.name in set(selected)]
     if not Path(warehouse_path).exists():
         return all_failed(wanted, contract.path, f"warehouse file {warehouse_path} does not exist")
@@ -172,6 +182,6 @@ def verify_contract(
     except duckdb.Error as exc:
         return all_failed(wanted, contract.path, f"cannot open warehouse {warehouse_path}: {exc}")
     try:
-        return verify_on_connection(con, contract, [c.name for c in wanted], sample_limit)
+        return verify_on_connection(con, contract, [c.name for c in wanted], sample_limit, variables)
     finally:
         con.close()

@@ -83,6 +83,7 @@ class ContractSpec:
     data_types: Mapping[str, str | None]
     checks: tuple[CheckSpec, ...]
     dataset_filter: str | None = None
+    variables: tuple[str, ...] = ()  # names declared under `variables:`
 
     @property
     def asset_name(self) -> str:
@@ -150,22 +151,16 @@ def _threshold_text(body: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in threshold.items())
 
 
-def _policy(
-    attributes: Mapping[str, Any], where: str, threshold: Mapping[str, Any] | None
-) -> tuple[bool, str]:
+def _policy(attributes: Mapping[str, Any], where: str, threshold: Mapping[str, Any] | None) -> tuple[bool, str]:
     """Blocking and failure severity of a check: blocking ERROR unless the contract says otherwise."""
     severity = attributes.get(SEVERITY_ATTRIBUTE, "error")
     if severity not in ("error", "warn"):
-        raise ContractProblem(
-            f"{where}: attribute {SEVERITY_ATTRIBUTE} must be 'error' or 'warn', got {severity!r}"
-        )
+        raise ContractProblem(f"{where}: attribute {SEVERITY_ATTRIBUTE} must be 'error' or 'warn', got {severity!r}")
     if isinstance(threshold, Mapping) and str(threshold.get("level", "fail")).lower() == "warn":
         severity = "warn"
     blocking = attributes.get(BLOCKING_ATTRIBUTE, severity == "error")
     if not isinstance(blocking, bool):
-        raise ContractProblem(
-            f"{where}: attribute {BLOCKING_ATTRIBUTE} must be true or false, got {blocking!r}"
-        )
+        raise ContractProblem(f"{where}: attribute {BLOCKING_ATTRIBUTE} must be true or false, got {blocking!r}")
     return blocking and severity == "error", severity
 
 
@@ -181,9 +176,7 @@ def _check_items(container: Mapping[str, Any], where: str) -> list[tuple[str, di
         if isinstance(item, str):
             raise ContractProblem(f"{where}: check {index + 1} '{item}' needs a colon: '- {item}:'")
         if not isinstance(item, Mapping) or len(item) != 1:
-            raise ContractProblem(
-                f"{where}: check {index + 1} must be a mapping with exactly one key, its type"
-            )
+            raise ContractProblem(f"{where}: check {index + 1} must be a mapping with exactly one key, its type")
         ((kind, body),) = item.items()
         if body is None:
             body = {}
@@ -201,9 +194,7 @@ def _rules(column_body: Mapping[str, Any], check_body: Mapping[str, Any]) -> dic
         if key in rules and not isinstance(rules[key], list):
             raise ContractProblem(f"'{key}' must be a list, got {rules[key]!r}")
     for key in ("missing_format", "invalid_format", "valid_format"):
-        if key in rules and not (
-            isinstance(rules[key], Mapping) and isinstance(rules[key].get("regex"), str)
-        ):
+        if key in rules and not (isinstance(rules[key], Mapping) and isinstance(rules[key].get("regex"), str)):
             raise ContractProblem(f"'{key}' must be a mapping with a 'regex' string")
     for key in ("valid_min", "valid_max", "valid_length", "valid_min_length", "valid_max_length"):
         if key in rules and (isinstance(rules[key], bool) or not isinstance(rules[key], int | float)):
@@ -272,15 +263,11 @@ def parse_contract(path: Path, text: str) -> ContractSpec:
         elif kind == "duplicate":
             refs = body.get("columns")
             if not isinstance(refs, list) or not refs or not all(isinstance(c, str) for c in refs):
-                raise ContractProblem(
-                    f"{where}: a dataset 'duplicate' check needs 'columns', a list of names"
-                )
+                raise ContractProblem(f"{where}: a dataset 'duplicate' check needs 'columns', a list of names")
             used = tuple(refs)
         for ref in used:
             if ref not in data_types:
-                raise ContractProblem(
-                    f"{where}: check '{kind}' names unknown column '{ref}' (not in 'columns')"
-                )
+                raise ContractProblem(f"{where}: check '{kind}' names unknown column '{ref}' (not in 'columns')")
         checks.append(
             CheckSpec(
                 name=check_name(kind, column, qualifier),
@@ -324,6 +311,9 @@ def parse_contract(path: Path, text: str) -> ContractSpec:
     if not checks:
         raise ContractProblem("the contract has no checks")
     dataset_filter = doc.get("filter")
+    variables = doc.get("variables") or {}
+    if not isinstance(variables, Mapping):
+        raise ContractProblem("'variables' must be a mapping of variable names")
     return ContractSpec(
         path=path,
         datasource=datasource,
@@ -332,9 +322,8 @@ def parse_contract(path: Path, text: str) -> ContractSpec:
         columns=tuple(columns),
         data_types=data_types,
         checks=tuple(checks),
-        dataset_filter=dataset_filter.strip()
-        if isinstance(dataset_filter, str) and dataset_filter.strip()
-        else None,
+        dataset_filter=dataset_filter.strip() if isinstance(dataset_filter, str) and dataset_filter.strip() else None,
+        variables=tuple(str(v) for v in variables),
     )
 
 

@@ -37,9 +37,7 @@ def _in_list(column: str, values: Sequence[Any]) -> Query:
 def _or(parts: Sequence[Query]) -> Query | None:
     if not parts:
         return None
-    return Query(
-        "(" + " OR ".join(f"({p.sql})" for p in parts) + ")", tuple(v for p in parts for v in p.params)
-    )
+    return Query("(" + " OR ".join(f"({p.sql})" for p in parts) + ")", tuple(v for p in parts for v in p.params))
 
 
 def missing_predicate(column: str, rules: Mapping[str, Any]) -> Query:
@@ -91,9 +89,7 @@ def _where(conditions: Sequence[Query | str | None]) -> Query:
     parts = [Query(c) if isinstance(c, str) else c for c in conditions if c]
     if not parts:
         return Query("")
-    return Query(
-        " WHERE " + " AND ".join(f"({p.sql})" for p in parts), tuple(v for p in parts for v in p.params)
-    )
+    return Query(" WHERE " + " AND ".join(f"({p.sql})" for p in parts), tuple(v for p in parts for v in p.params))
 
 
 def _select(prefixes: Sequence[str], table: str, where: Query, limit: int) -> Query:
@@ -151,9 +147,7 @@ def duplicate_sample(
 
 def max_value(prefixes: Sequence[str], table: str, column: str, filters: Sequence[str | None] = ()) -> Query:
     where = _where(list(filters))
-    return Query(
-        f"SELECT MAX({quote_ident(column)}) FROM {table_ref(prefixes, table)}{where.sql}", where.params
-    )
+    return Query(f"SELECT MAX({quote_ident(column)}) FROM {table_ref(prefixes, table)}{where.sql}", where.params)
 
 
 def columns_query(prefixes: Sequence[str], table: str) -> Query:

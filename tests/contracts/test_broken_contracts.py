@@ -78,8 +78,7 @@ def test_contract_declaring_a_column_the_table_lacks_fails_only_that_columns_che
         .read_text()
         .replace(
             "  - name: _loaded_at\n",
-            "  - name: discount\n    data_type: decimal\n    checks:\n      - missing:\n"
-            "  - name: _loaded_at\n",
+            "  - name: discount\n    data_type: decimal\n    checks:\n      - missing:\n  - name: _loaded_at\n",
         )
     )
     folder = tmp_path / "contracts"
@@ -93,21 +92,15 @@ def test_contract_declaring_a_column_the_table_lacks_fails_only_that_columns_che
     assert list(results[("raw_orders", "soda_schema")].metadata["missing_columns"].value) == ["discount"]
 
 
-def test_contract_broken_after_load_fails_its_checks_at_run_time(
-    tmp_path: Path, warehouse: Path, run_checks
-) -> None:
+def test_contract_broken_after_load_fails_its_checks_at_run_time(tmp_path: Path, warehouse: Path, run_checks) -> None:
     folder = _contracts(tmp_path, {})
     definitions = defs(contracts_dir=folder, warehouse_path=warehouse)
     (folder / "raw_orders.yml").write_text("dataset: [oops")
     results = run_checks(definitions, ("raw_orders",))
     assert results and all(not e.passed for e in results.values())
-    assert all(
-        "raw_orders.yml" in e.description and "not valid YAML" in e.description for e in results.values()
-    )
+    assert all("raw_orders.yml" in e.description and "not valid YAML" in e.description for e in results.values())
 
 
 def test_missing_warehouse_fails_checks_instead_of_crashing(tmp_path: Path, run_checks) -> None:
-    results = run_checks(
-        defs(contracts_dir=CONTRACTS_DIR, warehouse_path=tmp_path / "nowhere.duckdb"), ("raw_orders",)
-    )
+    results = run_checks(defs(contracts_dir=CONTRACTS_DIR, warehouse_path=tmp_path / "nowhere.duckdb"), ("raw_orders",))
     assert results and all(not e.passed and "does not exist" in e.description for e in results.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -126,6 +127,28 @@ def test_stale_business_dates_in_staging_only_warn(warehouse: Path, run_checks) 
     assert "latest_value" in freshness.metadata
 
 
+def test_partitioned_run_measures_business_freshness_at_the_partition_end(warehouse: Path) -> None:
+    execute(warehouse, "update stg_orders set ordered_at = ordered_at - interval 10 day")
+    old_day = (date.today() - timedelta(days=10)).isoformat()
+    checks = [
+        c
+        for c in defs(contracts_dir=CONTRACTS_DIR, warehouse_path=warehouse).asset_checks
+        if any(k.asset_key == dg.AssetKey("stg_orders") for k in c.check_keys)
+    ]
+
+    @dg.asset(name="stg_orders", partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"))
+    def stg_orders() -> None:
+        return None  # the table is already there; the run only carries the partition
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([stg_orders, *checks], partition_key=old_day, instance=instance)
+    freshness = next(e for e in result.get_asset_check_evaluations() if e.check_name == "soda_freshness")
+    assert freshness.passed
+    expected_end = (date.today() - timedelta(days=9)).isoformat()
+    assert freshness.metadata["partition_end"].value.startswith(expected_end)
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+
+
 def test_missing_table_fails_its_checks_with_the_reason(warehouse: Path, run_checks) -> None:
     execute(warehouse, "drop table raw_payments")
     results = run_checks(defs(contracts_dir=CONTRACTS_DIR, warehouse_path=warehouse))
@@ -167,10 +190,6 @@ def test_a_failing_blocking_check_stops_downstream_in_the_same_run(tmp_path: Pat
         }
         bad = dg.materialize(graph(bad=True), instance=instance, raise_on_error=False)
     assert not bad.success
-    materialized = {
-        e.event_specific_data.materialization.asset_key for e in bad.get_asset_materialization_events()
-    }
+    materialized = {e.event_specific_data.materialization.asset_key for e in bad.get_asset_materialization_events()}
     assert materialized == {dg.AssetKey("raw_orders")}
-    assert [e.check_name for e in bad.get_asset_check_evaluations() if not e.passed] == [
-        "soda_status_invalid"
-    ]
+    assert [e.check_name for e in bad.get_asset_check_evaluations() if not e.passed] == ["soda_status_invalid"]

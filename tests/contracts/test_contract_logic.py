@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from reliability.contracts import sql
-from reliability.contracts.evaluate import SodaRecord, outcome_from_soda, schema_diff
+from reliability.contracts.evaluate import SodaRecord, outcome_from_soda, partition_end, schema_diff
 from reliability.contracts.spec import (
     BrokenContract,
     ContractProblem,
@@ -159,9 +159,7 @@ def test_sample_queries_quote_names_and_bind_values() -> None:
 
 def test_invalid_rules_mirror_soda() -> None:
     con = duckdb.connect()
-    con.execute(
-        "create table t as select * from (values (-1, 'x'), (5, 'DE'), (200, 'de'), (null, null)) v(a, c)"
-    )
+    con.execute("create table t as select * from (values (-1, 'x'), (5, 'DE'), (200, 'de'), (null, null)) v(a, c)")
     rng = sql.invalid_sample((), "t", "a", {"valid_min": 0, "valid_max": 100}, limit=5)
     fmt = sql.invalid_sample((), "t", "c", {"valid_format": {"regex": "^[A-Z]{2}$"}, "valid_length": 2})
     assert sorted(r[0] for r in con.execute(rng.sql, list(rng.params)).fetchall()) == [-1, 200]
@@ -209,3 +207,26 @@ def test_schema_diff_names_missing_unexpected_and_mismatched_columns() -> None:
         "unexpected_columns": ["extra"],
         "type_mismatches": {"id": {"expected": "bigint", "actual": "INTEGER"}},
     }
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ({"dagster/partition": "2026-11-20"}, "2026-11-21T00:00:00+00:00"),
+        ({"dagster/partition": "2026-11-20-13:00"}, "2026-11-20T14:00:00+00:00"),
+        (
+            {"dagster/asset_partition_range_start": "2026-11-01", "dagster/asset_partition_range_end": "2026-11-03"},
+            "2026-11-04T00:00:00+00:00",
+        ),
+        ({"dagster/partition": "eu-west"}, None),
+        ({}, None),
+    ],
+)
+def test_partition_end_from_run_tags(tags: dict, expected: str | None) -> None:
+    assert partition_end(tags) == expected
+
+
+def test_staging_contracts_declare_partition_end() -> None:
+    for name in ("stg_orders", "stg_customers", "stg_payments"):
+        contract = load_contract(CONTRACTS_DIR / f"{name}.yml")
+        assert isinstance(contract, ContractSpec) and "PARTITION_END" in contract.variables

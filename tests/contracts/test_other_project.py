@@ -14,9 +14,7 @@ from tests.contracts.conftest import OTHER_CONTRACTS_DIR
 def test_contracts_dir_and_warehouse_from_environment(tmp_path: Path, monkeypatch, run_checks) -> None:
     warehouse = tmp_path / "other.duckdb"
     with duckdb.connect(str(warehouse)) as con:
-        con.execute(
-            "create table events as select i::bigint as event_id, 'click' as kind from range(1, 11) t(i)"
-        )
+        con.execute("create table events as select i::bigint as event_id, 'click' as kind from range(1, 11) t(i)")
     monkeypatch.setenv("RELIABILITY_CONTRACTS_DIR", str(OTHER_CONTRACTS_DIR))
     monkeypatch.setenv("RELIABILITY_WAREHOUSE", str(warehouse))
     get_settings.cache_clear()
