@@ -18,6 +18,7 @@ from reliability.errors import UserFacingError
 AREA_CLI_MODULES: tuple[str, ...] = (
     "reliability.shop.cli",
     "reliability.kafka.cli",
+    "reliability.incidents.cli",
 )
 
 

@@ -205,12 +205,12 @@ class Incident:
             "mitigated_at": iso(self.mitigated_at),
             "resolved_at": iso(self.resolved_at),
             "updated_at": iso(self.updated_at),
-            "affected_assets": [a.asset_key for a in self.assets if a.role in ("root", "failing")],
             "downstream_count": self.blast_radius.get("downstream_count", 0),
             "exposures": self.blast_radius.get("exposures", []),
             "version": self.version,
         }
         if full:
+            out["affected_assets"] = [a.asset_key for a in self.assets if a.role in ("root", "failing")]
             out["assets"] = [a.to_dict() for a in self.assets]
             out["blast_radius"] = self.blast_radius
             out["root_cause"] = self.root_cause

@@ -1,0 +1,75 @@
+"""Incident policy: grouping windows and notification routing, from one small YAML file.
+
+`RELIABILITY_INCIDENTS_CONFIG` points at the file; default `reliability/incidents/incidents.yaml`.
+Secrets are never in this file: routes name the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+
+from reliability.errors import ConfigError
+from reliability.incidents.grouping import GroupingPolicy
+from reliability.incidents.notify import Route, routes_from_config
+
+CONFIG_ENV = "RELIABILITY_INCIDENTS_CONFIG"
+DEFAULT_CONFIG = Path(__file__).with_name("incidents.yaml")
+KNOWN_KEYS = {"grouping", "routing", "delivery"}
+
+
+@dataclass(frozen=True)
+class IncidentsConfig:
+    grouping: GroupingPolicy
+    routes: tuple[Route, ...]
+    delivery_budget_s: float = 5.0
+    delivery_timeout_s: float = 3.0
+    source: Path | None = None
+
+
+def load_incidents_config(path: Path | None = None) -> IncidentsConfig:
+    file = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{file}: incidents config not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: expected a mapping with {sorted(KNOWN_KEYS)}")
+    unknown = sorted(set(raw) - KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(f"{file}: unknown field(s) {unknown}; known: {sorted(KNOWN_KEYS)}")
+    grouping = raw.get("grouping") or {}
+    try:
+        policy = GroupingPolicy(
+            group_window=timedelta(minutes=float(grouping.get("group_window_minutes", 360))),
+            reopen_window=timedelta(minutes=float(grouping.get("reopen_window_minutes", 60))),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{file}: grouping: {exc}") from exc
+    try:
+        routes = routes_from_config(raw.get("routing") or [])
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"{file}: routing: {exc}") from exc
+    delivery = raw.get("delivery") or {}
+    return IncidentsConfig(
+        grouping=policy,
+        routes=routes,
+        delivery_budget_s=float(delivery.get("budget_seconds", 5.0)),
+        delivery_timeout_s=float(delivery.get("timeout_seconds", 3.0)),
+        source=file,
+    )
+
+
+def open_store(url: str | None = None, config: IncidentsConfig | None = None):  # noqa: ANN201
+    """An `IncidentStore` with this deployment's routing and grouping policy."""
+    from reliability.incidents.notify import Router
+    from reliability.incidents.store import IncidentStore
+
+    cfg = config or load_incidents_config()
+    return IncidentStore(url, router=Router(cfg.routes), policy=cfg.grouping)
