@@ -19,6 +19,7 @@ AREA_CLI_MODULES: tuple[str, ...] = (
     "reliability.shop.cli",
     "reliability.kafka.cli",
     "reliability.incidents.cli",
+    "reliability.contracts.cli",
 )
 
 
