@@ -258,9 +258,9 @@ def bootstrap_servers() -> str:
 
 def wait_until_ready(bootstrap: str, timeout_s: float = 60.0, pid: int | None = None) -> None:
     """Block until the cluster answers a metadata request (or raise with the reason)."""
-    from confluent_kafka.admin import AdminClient
+    from reliability.kafka import clients
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 2000})
+    admin = clients.admin(bootstrap, **{"socket.connection.setup.timeout.ms": 2000})
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
     while time.monotonic() < deadline:

@@ -10,6 +10,7 @@
 - `kafka_consumer_lag` check: can also be run by hand; it then samples twice, one second apart.
 """
 
+import dataclasses
 import json
 import os
 import time
@@ -196,7 +197,7 @@ def lag_tick(
     from reliability.kafka.broker import KafkaUnavailable, bootstrap_servers
 
     state = lagmod.LagState.from_json(json.loads(cursor) if cursor else None)
-    watch = watch or watch_config_from_env()
+    watch = dataclasses.replace(watch or watch_config_from_env(), required=tuple(group_assets))
     now = time.time() if now is None else now
     try:
         sample = sampling.take_sample(clients.admin(bootstrap or bootstrap_servers()), watch)

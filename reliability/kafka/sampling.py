@@ -25,10 +25,13 @@ class WatchConfig:
     groups: tuple[str, ...] = ()
     pattern: str | None = None
     timeout_s: float = 5.0
+    required: tuple[str, ...] = ()  # always reported (NOT_FOUND when missing), e.g. groups feeding assets
 
     def matches(self, group: str) -> bool:
         if group.endswith(INTERNAL_GROUP_SUFFIXES):
             return False
+        if group in self.required:
+            return True
         if not self.groups and not self.pattern:
             return True
         if group in self.groups:
@@ -60,7 +63,7 @@ def take_sample(admin, watch: WatchConfig = WatchConfig()) -> Sample:
         listing = admin.list_consumer_groups(request_timeout=timeout).result(timeout=timeout + 1)
         found = {g.group_id: g for g in listing.valid}
         names = sorted(g for g in found if watch.matches(g))
-        missing = [g for g in watch.groups if g not in found]
+        missing = [g for g in (*watch.groups, *watch.required) if g not in found]
         groups: dict[str, GroupSample] = {
             g: GroupSample(committed={}, members=0, state="NOT_FOUND", error=None) for g in missing
         }
