@@ -16,9 +16,7 @@ class Status(StrEnum):
 
 
 # Statuses that still count as "open" for grouping: new failures join these.
-ACTIVE_STATUSES: frozenset[Status] = frozenset(
-    {Status.OPEN, Status.ACKNOWLEDGED, Status.MITIGATED, Status.REOPENED}
-)
+ACTIVE_STATUSES: frozenset[Status] = frozenset({Status.OPEN, Status.ACKNOWLEDGED, Status.MITIGATED, Status.REOPENED})
 
 # Allowed lifecycle moves. Anything else is refused, so the recorded history always makes sense.
 TRANSITIONS: dict[Status, frozenset[Status]] = {

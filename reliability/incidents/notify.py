@@ -310,9 +310,7 @@ def send(
     else:
         raise DeliveryError(f"unknown channel {channel}", retryable=False)
     data = json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method="POST", headers={"Content-Type": "application/json"}
-    )
+    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status)

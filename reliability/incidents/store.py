@@ -574,9 +574,7 @@ class IncidentStore:
             "last_detected_at": d.occurred_at,
             "updated_at": now,
             "blast_radius": _dumps(radius.to_dict()),
-            "root_cause": _dumps(
-                {"asset_key": d.asset_key, "text": f"most upstream failing asset: {d.asset_key}"}
-            ),
+            "root_cause": _dumps({"asset_key": d.asset_key, "text": f"most upstream failing asset: {d.asset_key}"}),
             "version": 1,
         }
         inc_id = conn.execute(t.incidents.insert().values(**values)).inserted_primary_key[0]
@@ -715,9 +713,7 @@ class IncidentStore:
             current = Status(inc.status)
             if to not in TRANSITIONS[current]:
                 allowed = ", ".join(sorted(TRANSITIONS[current])) or "none"
-                raise InvalidTransition(
-                    f"{inc.display_id} is {current}; cannot move to {to} (allowed: {allowed})"
-                )
+                raise InvalidTransition(f"{inc.display_id} is {current}; cannot move to {to} (allowed: {allowed})")
             values: dict[str, object] = {"status": str(to), "updated_at": at}
             stamp = {Status.ACKNOWLEDGED: "acknowledged_at", Status.MITIGATED: "mitigated_at",
                      Status.RESOLVED: "resolved_at"}.get(to)  # fmt: skip
@@ -727,13 +723,9 @@ class IncidentStore:
                 values[stamp] = at
             new = self._update_incident(conn, inc, values)
             if to == Status.RESOLVED:
-                conn.execute(
-                    t.open_incident_keys.delete().where(t.open_incident_keys.c.incident_id == inc.id)
-                )
+                conn.execute(t.open_incident_keys.delete().where(t.open_incident_keys.c.incident_id == inc.id))
             elif to == Status.REOPENED:
-                conn.execute(
-                    t.open_incident_keys.insert().values(dedup_key=inc.root_asset, incident_id=inc.id)
-                )
+                conn.execute(t.open_incident_keys.insert().values(dedup_key=inc.root_asset, incident_id=inc.id))
             message = f"status {current} -> {to}" + (f": {note}" if note else "")
             data = {"from": str(current), "to": str(to), "note": note,
                     "previous": {k: v.isoformat() if v else None for k, v in previous.items()}}  # fmt: skip
@@ -817,9 +809,7 @@ class IncidentStore:
             ]
             entries = self._timeline(conn, incident_id)
             count = conn.execute(
-                select(func.count())
-                .select_from(t.detections)
-                .where(t.detections.c.incident_id == incident_id)
+                select(func.count()).select_from(t.detections).where(t.detections.c.incident_id == incident_id)
             ).scalar_one()
         return Incident(**{**inc.__dict__, "assets": assets, "timeline": entries, "detection_count": count})
 
@@ -986,9 +976,7 @@ class IncidentStore:
         def apply(conn: Connection) -> None:
             ids = list(marks)
             conn.execute(t.observation_marks.delete().where(t.observation_marks.c.incident_id.in_(ids)))
-            conn.execute(
-                t.observation_marks.insert(), [{"incident_id": k, "version": v} for k, v in marks.items()]
-            )
+            conn.execute(t.observation_marks.insert(), [{"incident_id": k, "version": v} for k, v in marks.items()])
 
         if marks:
             self._write(apply)
@@ -1049,9 +1037,7 @@ class _BatchState:
         self._views: list[IncidentView] | None = None
 
     @classmethod
-    def load(
-        cls, conn: Connection, now: datetime, policy: GroupingPolicy, candidates: set[str]
-    ) -> _BatchState:
+    def load(cls, conn: Connection, now: datetime, policy: GroupingPolicy, candidates: set[str]) -> _BatchState:
         """Load only the incidents a batch can group with: those touching `candidates` (the detected
         assets plus their lineage neighbours), so ingest cost does not grow with the open backlog."""
         state = cls(policy)
@@ -1088,16 +1074,14 @@ class _BatchState:
         for i in range(0, len(ids), _IN_CHUNK):
             chunk = ids[i : i + _IN_CHUNK]
             for r in conn.execute(
-                select(
-                    t.incident_assets.c.incident_id, t.incident_assets.c.asset_key, t.incident_assets.c.role
-                ).where(t.incident_assets.c.incident_id.in_(chunk))
+                select(t.incident_assets.c.incident_id, t.incident_assets.c.asset_key, t.incident_assets.c.role).where(
+                    t.incident_assets.c.incident_id.in_(chunk)
+                )
             ):
                 state.assets[r.incident_id].add(r.asset_key)
                 if r.role != "impacted":
                     state.failing.setdefault(r.incident_id, set()).add(r.asset_key)
-            for r in conn.execute(
-                select(t.incident_signals).where(t.incident_signals.c.incident_id.in_(chunk))
-            ):
+            for r in conn.execute(select(t.incident_signals).where(t.incident_signals.c.incident_id.in_(chunk))):
                 state.signals[r.incident_id][r.signal_key] = bool(r.failing)
         return state
 
@@ -1126,9 +1110,7 @@ class _BatchState:
 
     def incidents_failing_signal(self, signal_key: str) -> list[int]:
         return [
-            inc_id
-            for inc_id, sigs in self.signals.items()
-            if sigs.get(signal_key) and self.incidents[inc_id].active
+            inc_id for inc_id, sigs in self.signals.items() if sigs.get(signal_key) and self.incidents[inc_id].active
         ]
 
     def set_signal(self, inc_id: int, signal_key: str, failing: bool, now: datetime) -> None:
@@ -1149,17 +1131,11 @@ class _BatchState:
         inserts = []
         for (inc_id, key), (failing, at, is_new) in self._dirty_signals.items():
             if is_new:
-                inserts.append(
-                    {"incident_id": inc_id, "signal_key": key, "failing": failing, "updated_at": at}
-                )
+                inserts.append({"incident_id": inc_id, "signal_key": key, "failing": failing, "updated_at": at})
             else:
                 conn.execute(
                     t.incident_signals.update()
-                    .where(
-                        and_(
-                            t.incident_signals.c.incident_id == inc_id, t.incident_signals.c.signal_key == key
-                        )
-                    )
+                    .where(and_(t.incident_signals.c.incident_id == inc_id, t.incident_signals.c.signal_key == key))
                     .values(failing=failing, updated_at=at)
                 )
         if inserts:

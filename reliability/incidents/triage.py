@@ -217,18 +217,10 @@ class BlastRadius:
 
 def md_escape(text: str) -> str:
     """Keep hostile asset keys from breaking a markdown table or injecting HTML."""
-    return (
-        text.replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace("|", "\\|")
-        .replace("`", "'")
-    )
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("`", "'")
 
 
-def blast_radius(
-    graph: LineageGraph, roots: Sequence[str], failed_partition: str | None = None
-) -> BlastRadius:
+def blast_radius(graph: LineageGraph, roots: Sequence[str], failed_partition: str | None = None) -> BlastRadius:
     """All assets downstream of `roots` with depth, owners, tier, partitions hit and exposure kind.
 
     Partitions: a failure on partition `p` is assumed to reach partition `p` of partitioned
@@ -371,9 +363,7 @@ def describe_changes(facts: AssetChangeFacts) -> list[str]:
         added = sorted(set(facts.columns) - set(facts.previous_columns))
         removed = sorted(set(facts.previous_columns) - set(facts.columns))
         retyped = sorted(
-            c
-            for c in set(facts.columns) & set(facts.previous_columns)
-            if facts.columns[c] != facts.previous_columns[c]
+            c for c in set(facts.columns) & set(facts.previous_columns) if facts.columns[c] != facts.previous_columns[c]
         )
         if added:
             changes.append("columns added: " + ", ".join(added))

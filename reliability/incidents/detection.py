@@ -1,0 +1,406 @@
+"""Detection: Dagster event log -> `Detection`s -> incidents, observations, run tags, notifications.
+
+`run_tick` is everything one sensor evaluation does, callable without a sensor context (tests, the
+benchmark). The cursor holds one event-log position per event type, so a restart resumes where the
+last committed tick stopped; replayed events are no-ops in the store (unique detection keys).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+from dagster._core.events import DagsterEventType
+
+from reliability.incidents.model import Detection, FaultClass, Source, format_incident_id
+from reliability.incidents.notify import deliver_due
+from reliability.incidents.store import IncidentStore, IngestResult
+from reliability.incidents.triage import AssetChangeFacts, LineageGraph, blast_radius, root_cause_hint
+
+log = logging.getLogger(__name__)
+
+RUN_TAG = "reliability/incident"
+OBSERVATION_ASSET_LIMIT = 200  # observations per incident change (the nearest assets first)
+FETCH_LIMIT = 20_000  # events per type per tick; the rest waits for the next tick
+INGEST_CHUNK = 5_000
+
+
+# ------------------------------------------------------------------------------------------ pure mapping
+def classify_check(check_name: str, description: str | None = None) -> FaultClass:
+    """Fault class from a check's name (dbt tests, Soda checks, freshness, the Kafka lag check)."""
+    name = check_name.lower()
+    if "lag" in name.split("_") or "consumer_lag" in name:
+        return FaultClass.CONSUMER_LAG
+    if "fresh" in name:
+        return FaultClass.FRESHNESS
+    if "duplicate" in name or name.startswith("unique") or "_unique" in name:
+        return FaultClass.DUPLICATES
+    if "not_null" in name or "missing" in name:
+        return FaultClass.MISSING_VALUES
+    if "schema" in name:
+        return FaultClass.SCHEMA_CHANGE
+    return FaultClass.DATA_QUALITY
+
+
+def _ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+def detection_from_check_record(record: Any) -> Detection:
+    entry = record.event_log_entry
+    evaluation = entry.dagster_event.event_specific_data
+    key = evaluation.asset_key.to_user_string()
+    target = evaluation.target_materialization_data
+    return Detection(
+        # storage ids are per run on run-sharded SQLite: the run id makes the key unique everywhere
+        detection_key=f"check:{entry.run_id or 'runless'}:{record.storage_id}",
+        asset_key=key,
+        source=Source.ASSET_CHECK,
+        signal=evaluation.check_name,
+        occurred_at=_ts(entry.timestamp),
+        passed=bool(evaluation.passed),
+        check_severity=evaluation.severity.value if evaluation.severity else "ERROR",
+        fault_class=classify_check(evaluation.check_name, evaluation.description),
+        description=evaluation.description or "",
+        partition=evaluation.partition,
+        run_id=entry.run_id or None,
+        impact_started_at=_ts(target.timestamp) if target is not None and target.timestamp else None,
+    )
+
+
+def detection_from_freshness_record(record: Any) -> Detection | None:
+    entry = record.event_log_entry
+    change = entry.dagster_event.event_specific_data
+    new_state = getattr(change.new_state, "value", str(change.new_state))
+    if new_state not in ("FAIL", "PASS"):
+        return None
+    return Detection(
+        detection_key=f"freshness:{record.storage_id}",
+        asset_key=change.key.to_user_string(),
+        source=Source.FRESHNESS,
+        signal="freshness_policy",
+        occurred_at=_ts(change.state_change_timestamp or entry.timestamp),
+        passed=new_state == "PASS",
+        check_severity="ERROR",
+        fault_class=FaultClass.FRESHNESS,
+        description=f"freshness {getattr(change.previous_state, 'value', change.previous_state)} -> {new_state}",
+    )
+
+
+def detections_from_run_failure(instance: dg.DagsterInstance, record: Any) -> list[Detection]:
+    """A failed run: one detection per asset that failed to materialize (or was planned and not
+    materialized; else the run's asset selection; else the job itself)."""
+    entry = record.event_log_entry
+    run_id = entry.run_id
+    run = instance.get_run_by_id(run_id)
+    job = run.job_name if run else "unknown_job"
+    assets: list[str] = []
+    planned: list[str] = []
+    done: set[str] = set()
+    of_type = {
+        DagsterEventType.ASSET_FAILED_TO_MATERIALIZE,
+        DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+        DagsterEventType.ASSET_MATERIALIZATION,
+    }
+    for e in instance.all_logs(run_id, of_type=of_type):
+        key = e.dagster_event.asset_key.to_user_string()
+        if e.dagster_event_type == DagsterEventType.ASSET_FAILED_TO_MATERIALIZE:
+            assets.append(key)
+        elif e.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
+            planned.append(key)
+        else:
+            done.add(key)
+    if not assets:  # storages that do not record failures: planned but never materialized
+        assets = [k for k in planned if k not in done]
+    if not assets and run is not None and run.asset_selection:
+        assets = [k.to_user_string() for k in run.asset_selection]
+    if not assets:
+        assets = [f"job:{job}"]
+    message = (entry.dagster_event.message or "run failed")[:1000] if entry.dagster_event else "run failed"
+    return [
+        Detection(
+            detection_key=f"run:{run_id}:{asset}",
+            asset_key=asset,
+            source=Source.RUN_FAILURE,
+            signal=f"run_failure:{job}",
+            occurred_at=_ts(entry.timestamp),
+            fault_class=FaultClass.PIPELINE_FAILURE,
+            description=message,
+            run_id=run_id,
+        )
+        for asset in dict.fromkeys(assets)
+    ]
+
+
+# ------------------------------------------------------------------------------------------ cursor
+SHARDED_MARGIN_S = 300.0  # run-sharded SQLite: re-read this much history each tick (deduplicated)
+
+
+@dataclass
+class Cursor:
+    """Event-log positions. `checks` is a global storage id; on run-sharded SQLite storage (Dagster's
+    default, where ids are per run) `checks_ts` is used instead: events newer than it minus a margin
+    are re-read and deduplicated by the store."""
+
+    checks: int | None = None
+    checks_ts: float | None = None
+    freshness: int | None = None
+    runs: str | None = None
+
+    @classmethod
+    def parse(cls, raw: str | None) -> Cursor:
+        if not raw:
+            return cls()
+        data = json.loads(raw)
+        return cls(data.get("checks"), data.get("checks_ts"), data.get("freshness"), data.get("runs"))
+
+    def dumps(self) -> str:
+        return json.dumps(
+            {"checks": self.checks, "checks_ts": self.checks_ts, "freshness": self.freshness, "runs": self.runs},
+            sort_keys=True,
+        )
+
+
+def _records(instance: dg.DagsterInstance, records_filter: dg.EventRecordsFilter) -> Sequence[Any]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # get_event_records is deprecated for 2.0, still the only filter API
+        return instance.get_event_records(records_filter, limit=FETCH_LIMIT, ascending=True)
+
+
+def _check_records(instance: dg.DagsterInstance, cursor: Cursor, new: Cursor) -> Sequence[Any]:
+    event_type = DagsterEventType.ASSET_CHECK_EVALUATION
+    if instance.event_log_storage.is_run_sharded:
+        from dagster._core.storage.event_log.sql_event_log import RunShardedEventsCursor
+
+        if cursor.checks_ts is None:
+            records = _records(instance, dg.EventRecordsFilter(event_type=event_type))
+        else:
+            since = cursor.checks_ts - SHARDED_MARGIN_S
+            after = RunShardedEventsCursor(id=0, run_updated_after=datetime.fromtimestamp(since, UTC))
+            records = _records(
+                instance, dg.EventRecordsFilter(event_type=event_type, after_cursor=after, after_timestamp=since)
+            )
+        if records:
+            new.checks_ts = max([cursor.checks_ts or 0.0] + [r.event_log_entry.timestamp for r in records])
+        return records
+    records = _records(instance, dg.EventRecordsFilter(event_type=event_type, after_cursor=cursor.checks))
+    if records:
+        new.checks = records[-1].storage_id
+    return records
+
+
+def read_detections(instance: dg.DagsterInstance, cursor: Cursor) -> tuple[list[Detection], Cursor]:
+    """New detections since `cursor`, in event order, and the cursor after them."""
+    out: list[Detection] = []
+    new = Cursor(cursor.checks, cursor.checks_ts, cursor.freshness, cursor.runs)
+    out += [detection_from_check_record(r) for r in _check_records(instance, cursor, new)]
+    # freshness changes live in the index shard on every storage: a global cursor works
+    fresh = _records(
+        instance,
+        dg.EventRecordsFilter(event_type=DagsterEventType.FRESHNESS_STATE_CHANGE, after_cursor=cursor.freshness),
+    )
+    out += [d for d in (detection_from_freshness_record(r) for r in fresh) if d is not None]
+    if fresh:
+        new.freshness = fresh[-1].storage_id
+    result = instance.fetch_run_status_changes(
+        DagsterEventType.RUN_FAILURE, limit=1000, cursor=cursor.runs, ascending=True
+    )
+    for r in result.records:
+        out += detections_from_run_failure(instance, r)
+    if result.records:
+        new.runs = result.cursor
+    out.sort(key=lambda d: d.occurred_at)
+    return out, new
+
+
+# ------------------------------------------------------------------------------------------ side effects
+def asset_change_facts(instance: dg.DagsterInstance, asset_key: str) -> AssetChangeFacts | None:
+    """What changed recently on an asset: code version, column schema, last run status."""
+    if asset_key.startswith("job:"):
+        return None
+    key = dg.AssetKey.from_user_string(asset_key)
+    records = instance.fetch_materializations(key, limit=2, ascending=False).records
+    if not records:
+        return AssetChangeFacts(asset_key)
+
+    def facts(rec: Any) -> tuple[str | None, dict[str, str] | None]:
+        mat = rec.asset_materialization
+        tags = (mat.tags or {}) if mat else {}
+        schema = (mat.metadata or {}).get("dagster/column_schema") if mat else None
+        schema = getattr(schema, "value", schema)
+        cols = {c.name: c.type for c in schema.columns} if schema is not None and hasattr(schema, "columns") else None
+        return tags.get("dagster/code_version"), cols
+
+    code, cols = facts(records[0])
+    prev_code, prev_cols = facts(records[1]) if len(records) > 1 else (None, None)
+    run = instance.get_run_by_id(records[0].run_id) if records[0].run_id else None
+    return AssetChangeFacts(
+        asset_key=asset_key,
+        last_materialized_at=_ts(records[0].timestamp),
+        code_version=code,
+        previous_code_version=prev_code,
+        columns=cols,
+        previous_columns=prev_cols,
+        last_run_status=run.status.value if run else None,
+        last_run_id=records[0].run_id or None,
+    )
+
+
+def update_root_causes(instance: dg.DagsterInstance, store: IncidentStore, graph: LineageGraph,
+                       incident_ids: Iterable[int]) -> None:  # fmt: skip
+    for inc_id in incident_ids:
+        inc = store.get(inc_id)
+        failing = [a.asset_key for a in sorted(inc.assets, key=lambda a: a.depth) if a.role in ("root", "failing")]
+        if inc.root_cause.get("changes") is not None and inc.root_cause.get("asset_key") == failing[0]:
+            continue  # already explained for this root
+        upstream = root_cause_hint(graph, failing)
+        facts = asset_change_facts(instance, upstream.asset_key) if upstream.asset_key else None
+        hint = root_cause_hint(graph, failing, {upstream.asset_key: facts} if facts else None)
+        store.record_root_cause(inc_id, hint.to_dict())
+
+
+def publish_observations(instance: dg.DagsterInstance, store: IncidentStore) -> int:
+    """An AssetObservation on every affected asset of every changed incident (shown on asset pages)."""
+    count = 0
+    marks: dict[int, int] = {}
+    for inc in store.unpublished():
+        summary = _summary_markdown(inc)
+        assets = sorted(inc.assets, key=lambda a: (a.depth, a.asset_key))[:OBSERVATION_ASSET_LIMIT]
+        for a in assets:
+            if a.asset_key.startswith("job:"):
+                continue
+            instance.report_runless_asset_event(
+                dg.AssetObservation(
+                    asset_key=dg.AssetKey.from_user_string(a.asset_key),
+                    description=f"{inc.display_id} [{inc.severity}, {inc.status}]: {inc.title}"[:500],
+                    metadata={
+                        "incident_id": inc.display_id,
+                        "incident_severity": inc.severity,
+                        "incident_status": inc.status,
+                        "incident_role": a.role,
+                        "incident_root_asset": inc.root_asset,
+                        "incident_summary": dg.MetadataValue.md(summary),
+                    },
+                    tags={RUN_TAG: inc.display_id},
+                )
+            )
+            count += 1
+        marks[inc.id] = inc.version
+    store.mark_published(marks)
+    return count
+
+
+def _summary_markdown(inc: Any) -> str:
+    from reliability.incidents.triage import md_escape
+
+    br = inc.blast_radius
+    lines = [
+        f"### {inc.display_id} · {inc.severity} · {inc.status}",
+        f"**{md_escape(inc.title)}**",
+        "",
+        f"- Root asset: `{md_escape(inc.root_asset)}`",
+        f"- Detected: {inc.detected_at.isoformat()}",
+        f"- Blast radius: {br.get('downstream_count', 0)} downstream asset(s), top tier {br.get('top_tier') or '-'}",
+    ]
+    if br.get("exposures"):
+        lines.append("- Exposures reached: " + ", ".join(f"`{md_escape(e)}`" for e in br["exposures"]))
+    if inc.owners:
+        lines.append("- Owners: " + ", ".join(md_escape(o) for o in inc.owners))
+    if inc.root_cause.get("text"):
+        lines.append(f"- Root-cause hint: {md_escape(str(inc.root_cause['text']))}")
+    lines.append(f"\n`reliability incidents show {inc.display_id}`")
+    return "\n".join(lines)
+
+
+def tag_runs(instance: dg.DagsterInstance, runs: dict[str, set[int]]) -> None:
+    """Link runs to incidents: tag `reliability/incident` = `INC-3` (comma-joined if several)."""
+    for run_id, ids in runs.items():
+        run = instance.get_run_by_id(run_id)
+        if run is None:
+            continue
+        existing = [x for x in run.tags.get(RUN_TAG, "").split(",") if x]
+        merged = list(dict.fromkeys(existing + [format_incident_id(i) for i in sorted(ids)]))
+        if merged != existing:
+            instance.add_run_tags(run_id, {RUN_TAG: ",".join(merged)})
+
+
+# ------------------------------------------------------------------------------------------ the tick
+@dataclass
+class TickOutcome:
+    cursor: Cursor
+    detections: int = 0
+    opened: list[int] = field(default_factory=list)
+    joined: int = 0
+    reopened: int = 0
+    mitigated: int = 0
+    duplicates: int = 0
+    observations: int = 0
+    delivery: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.detections - self.duplicates} new detection(s) ({self.duplicates} already seen): "
+            f"opened {len(self.opened)} incident(s) {[format_incident_id(i) for i in self.opened][:10]}, "
+            f"joined {self.joined}, reopened {self.reopened}, mitigated {self.mitigated}; "
+            f"{self.observations} observation(s); notifications {self.delivery}; {self.seconds:.2f}s"
+        )
+
+
+def run_tick(
+    instance: dg.DagsterInstance,
+    store: IncidentStore,
+    graph: LineageGraph,
+    cursor: Cursor,
+    *,
+    deliver: bool = True,
+    delivery_budget_s: float = 5.0,
+    delivery_timeout_s: float = 3.0,
+) -> TickOutcome:
+    started = time.perf_counter()
+    detections, new_cursor = read_detections(instance, cursor)
+    outcome = TickOutcome(cursor=new_cursor, detections=len(detections))
+    touched: set[int] = set()
+    runs: dict[str, set[int]] = {}
+    for i in range(0, len(detections), INGEST_CHUNK):
+        res: IngestResult = store.ingest(detections[i : i + INGEST_CHUNK], graph)
+        outcome.opened += res.opened
+        outcome.joined += len(res.joined)
+        outcome.reopened += len(res.reopened)
+        outcome.mitigated += len(res.mitigated)
+        outcome.duplicates += res.duplicates
+        touched |= res.incident_ids
+        for run_id, ids in res.runs.items():
+            runs.setdefault(run_id, set()).update(ids)
+    # failures must not stop detection: each follow-up is best effort and retried next tick
+    for step, fn in (
+        ("root causes", lambda: update_root_causes(instance, store, graph, sorted(touched))),
+        ("run tags", lambda: tag_runs(instance, runs)),
+    ):
+        try:
+            fn()
+        except Exception:  # noqa: BLE001
+            log.exception("incident sensor: %s failed; will retry on the next tick", step)
+    try:
+        outcome.observations = publish_observations(instance, store)
+    except Exception:  # noqa: BLE001
+        log.exception("incident sensor: observations failed; will retry on the next tick")
+    if deliver:
+        try:
+            outcome.delivery = deliver_due(store, budget_s=delivery_budget_s, timeout=delivery_timeout_s).to_dict()
+        except Exception:  # noqa: BLE001
+            log.exception("incident sensor: delivery failed; the outbox keeps every message")
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def radius_for(graph: LineageGraph, asset_key: str) -> dict[str, object]:
+    return blast_radius(graph, [asset_key]).to_dict()
