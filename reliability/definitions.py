@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import dagster as dg
 
 from reliability.config import AssetPolicy, load_asset_policies
+from reliability.contracts import defs as contracts_area
 from reliability.dbt import defs as dbt_area
 from reliability.dbt.project import dbt_policies, load_manifest
 from reliability.errors import ConfigError
@@ -55,7 +56,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         **load_asset_policies(settings.assets_file),
         **dbt_policies(load_manifest(settings), settings.dbt_project_dir),
     }
-    areas = [dbt_area.defs(settings), incidents_area.defs(settings)]
+    areas = [dbt_area.defs(settings), incidents_area.defs(settings), contracts_area.defs(settings)]
     if settings.shop_demo:
         areas.append(shop_area.defs(settings))
     merged = dg.Definitions.merge(*areas)
