@@ -4,3 +4,8 @@
 `runner` verifies one contract with Soda against the DuckDB warehouse and maps the results,
 `defs` turns every contract into one Dagster `@multi_asset_check`.
 """
+
+import os
+
+# Soda Core reads this when it is first imported and sends telemetry unless told not to.
+os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")

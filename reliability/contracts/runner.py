@@ -9,6 +9,7 @@ sample query each. The warehouse is opened read-only; callers serialise DuckDB a
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,7 @@ def verify_contract(
     selected: Iterable[str] | None = None,
     sample_limit: int = sql.SAMPLE_LIMIT,
     variables: Mapping[str, str] | None = None,
+    lock_wait_s: float = 30.0,
 ) -> list[Outcome]:
     """Open the warehouse read-only and verify `contract`; never raises for data or contract problems.
 
@@ -177,10 +179,16 @@ def verify_contract(
         return all_failed(wanted, contract.path, f"warehouse file {warehouse_path} does not exist")
     import duckdb
 
-    try:
-        con = duckdb.connect(str(warehouse_path), read_only=True)
-    except duckdb.Error as exc:
-        return all_failed(wanted, contract.path, f"cannot open warehouse {warehouse_path}: {exc}")
+    deadline = time.monotonic() + lock_wait_s
+    while True:
+        try:
+            con = duckdb.connect(str(warehouse_path), read_only=True)
+            break
+        except duckdb.Error as exc:
+            # another process holds the write lock (a load outside Dagster's pool): wait a little
+            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                return all_failed(wanted, contract.path, f"cannot open warehouse {warehouse_path}: {exc}")
+            time.sleep(0.5)
     try:
         return verify_on_connection(con, contract, [c.name for c in wanted], sample_limit, variables)
     finally:

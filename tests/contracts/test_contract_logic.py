@@ -157,6 +157,15 @@ def test_sample_queries_quote_names_and_bind_values() -> None:
     assert con.execute(f"select count(*) from {table}").fetchone()[0] == 5  # nothing was dropped
 
 
+def test_dataset_duplicate_sample_groups_by_all_columns_including_nulls() -> None:
+    con = duckdb.connect()
+    con.execute(
+        "create table t as select * from (values (1, 'a'), (1, 'a'), (1, 'b'), (null, 'c'), (null, 'c')) v(x, y)"
+    )
+    dup = sql.duplicate_sample((), "t", ["x", "y"], None)
+    assert con.execute(dup.sql, list(dup.params)).fetchall() == [(1, "a", 2), (None, "c", 2)]
+
+
 def test_invalid_rules_mirror_soda() -> None:
     con = duckdb.connect()
     con.execute("create table t as select * from (values (-1, 'x'), (5, 'DE'), (200, 'de'), (null, null)) v(a, c)")
