@@ -208,6 +208,13 @@ def _title(kind: str, column: str | None, body: Mapping[str, Any]) -> str:
     return f"Soda {kind} check" + (f" on column {column}" if column is not None else "")
 
 
+def _identifier(name: str, what: str) -> str:
+    """Refuse names Soda Core 4.28 would put into SQL unescaped (it quotes, but does not double '"')."""
+    if '"' in name or "\x00" in name:
+        raise ContractProblem(f"{what} {name!r} contains a double quote, which Soda does not escape in SQL")
+    return name
+
+
 def parse_dataset(value: Any) -> tuple[str, tuple[str, ...], str]:
     """`<datasource>/<schema>/<table>` -> (datasource, prefixes, table)."""
     if not isinstance(value, str) or not value.strip():
@@ -215,6 +222,12 @@ def parse_dataset(value: Any) -> tuple[str, tuple[str, ...], str]:
     parts = value.strip().split("/")
     if len(parts) < 2 or any(not p for p in parts):
         raise ContractProblem(f"'dataset' {value!r} must look like <datasource>/<schema>/<table>")
+    for part in parts:
+        _identifier(part, "dataset part")
+    if not _NAME_OK.match(parts[-1]):
+        raise ContractProblem(
+            f"table {parts[-1]!r} cannot be a Dagster asset key (only letters, digits and '_' are allowed)"
+        )
     return parts[0], tuple(parts[1:-1]), parts[-1]
 
 
@@ -288,7 +301,7 @@ def parse_contract(path: Path, text: str) -> ContractSpec:
     for index, column_body in enumerate(raw_columns):
         if not isinstance(column_body, Mapping) or not isinstance(column_body.get("name"), str):
             raise ContractProblem(f"column {index + 1}: must be a mapping with a 'name' string")
-        name = column_body["name"]
+        name = _identifier(column_body["name"], "column")
         if name in data_types:
             raise ContractProblem(f"column '{name}' is declared twice")
         data_type = column_body.get("data_type")
@@ -327,17 +340,17 @@ def parse_contract(path: Path, text: str) -> ContractSpec:
     )
 
 
-_DATASET_LINE = re.compile(r"^dataset:\s*['\"]?([^'\"\s#]+)", re.MULTILINE)
+_DATASET_LINE = re.compile(r"^dataset:[ \t]*([^#\n]+)", re.MULTILINE)
 
 
 def _guess_asset(path: Path, text: str) -> str:
     """The table a broken contract was meant for: its `dataset:` line, else the file name."""
     match = _DATASET_LINE.search(text)
     if match:
-        table = match.group(1).rstrip("/").split("/")[-1]
+        table = match.group(1).strip().strip("'\"").rstrip("/").split("/")[-1].strip()
         if table:
-            return table
-    return path.stem
+            return safe_name_part(table)
+    return safe_name_part(path.stem)
 
 
 def load_contract(path: Path) -> ContractSpec | BrokenContract:
@@ -345,7 +358,7 @@ def load_contract(path: Path) -> ContractSpec | BrokenContract:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        return BrokenContract(path=path, asset_name=path.stem, problem=f"cannot read the file: {exc}")
+        return BrokenContract(path=path, asset_name=safe_name_part(path.stem), problem=f"cannot read the file: {exc}")
     try:
         return parse_contract(path, text)
     except ContractProblem as exc:

@@ -25,8 +25,10 @@ def run_checks() -> Callable[..., dict[tuple[str, str], object]]:
     """Execute contract checks through Dagster on a real ephemeral instance; results by (asset, check)."""
     import dagster as dg
 
-    def run(definitions: dg.Definitions, assets: tuple[str, ...] = TABLES) -> dict[tuple[str, str], object]:
+    def run(definitions: dg.Definitions, assets: tuple[str, ...] | None = TABLES) -> dict[tuple[str, str], object]:
         checks = list(definitions.asset_checks)
+        if assets is None:  # every asset the checks target
+            assets = tuple(sorted({k.asset_key.path[-1] for c in checks for k in c.check_keys}))
         with dg.DagsterInstance.ephemeral() as instance:
             result = dg.materialize(
                 [*(dg.AssetSpec(a) for a in assets), *checks],

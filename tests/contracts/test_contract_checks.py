@@ -6,6 +6,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from reliability.contracts.defs import defs
@@ -193,3 +194,52 @@ def test_a_failing_blocking_check_stops_downstream_in_the_same_run(tmp_path: Pat
     materialized = {e.event_specific_data.materialization.asset_key for e in bad.get_asset_materialization_events()}
     assert materialized == {dg.AssetKey("raw_orders")}
     assert [e.check_name for e in bad.get_asset_check_evaluations() if not e.passed] == ["soda_status_invalid"]
+
+
+HOSTILE = "we'ird; drop table t;--"
+HOSTILE_CONTRACT = """\
+dataset: warehouse/main/odd_table
+columns:
+  - name: id
+    data_type: bigint
+    checks:
+      - duplicate:
+  - name: "we'ird; drop table t;--"
+    checks:
+      - missing:
+      - invalid:
+          valid_values: ["O'Brien"]
+checks:
+  - schema:
+"""
+
+
+def test_hostile_names_are_quoted_end_to_end(tmp_path: Path, run_checks) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    column = '"' + HOSTILE.replace('"', '""') + '"'
+    execute(
+        warehouse,
+        f"""create table odd_table as select * from (values (1, 'O''Brien'), (2, null), (3, 'x')) v(id, {column})""",
+    )
+    folder = tmp_path / "contracts"
+    folder.mkdir()
+    (folder / "odd.yml").write_text(HOSTILE_CONTRACT)
+    (folder / "quoted.yml").write_text(
+        "dataset: w/main/t2\ncolumns:\n  - name: 'a\"b'\n    checks:\n      - missing:\n"
+    )
+    (folder / "spaced.yml").write_text(
+        "dataset: w/main/my table\ncolumns:\n  - name: a\n    checks:\n      - missing:\n"
+    )
+    results = run_checks(defs(contracts_dir=folder, warehouse_path=warehouse), None)
+    spaced = [e for (asset, _), e in results.items() if asset.startswith("my_table_")]
+    assert len(spaced) == 1 and "cannot be a Dagster asset key" in spaced[0].description
+    assert "double quote" in results[("t2", "soda_contract_valid")].description
+    failing = {name: e for (asset, name), e in results.items() if not e.passed and asset == "odd_table"}
+    invalid, missing = sorted(failing)
+    assert missing.startswith("soda_we_ird_drop_table_t_") and missing.endswith("_missing")
+    assert invalid.endswith("_invalid")
+    assert [r.data["id"] for r in failing[missing].metadata["failing_rows_sample"].value.records] == [2]
+    assert [r.data[HOSTILE] for r in failing[invalid].metadata["failing_rows_sample"].value.records] == ["x"]
+    assert results[("odd_table", "soda_id_duplicate")].passed and results[("odd_table", "soda_schema")].passed
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("select count(*) from odd_table").fetchone()[0] == 3
