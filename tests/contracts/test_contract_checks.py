@@ -243,3 +243,19 @@ def test_hostile_names_are_quoted_end_to_end(tmp_path: Path, run_checks) -> None
     assert results[("odd_table", "soda_id_duplicate")].passed and results[("odd_table", "soda_schema")].passed
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("select count(*) from odd_table").fetchone()[0] == 3
+
+
+def test_a_single_selected_check_runs_alone(warehouse: Path) -> None:
+    execute(warehouse, "update raw_orders set status = 'lost' where order_id = 2")
+    checks = defs(contracts_dir=CONTRACTS_DIR, warehouse_path=warehouse).asset_checks
+    key = dg.AssetCheckKey(dg.AssetKey("raw_orders"), "soda_status_invalid")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [*(dg.AssetSpec(t) for t in TABLES), *checks],
+            selection=dg.AssetSelection.checks(key),
+            instance=instance,
+            raise_on_error=False,
+        )
+    evaluations = result.get_asset_check_evaluations()
+    assert [(e.asset_check_key, e.passed) for e in evaluations] == [(key, False)]
+    assert evaluations[0].metadata["failing_rows_sample"].value.records[0].data["order_id"] == 2
