@@ -43,6 +43,7 @@ RULE_KEYS = (
     "valid_length",
     "valid_min_length",
     "valid_max_length",
+    "valid_reference_data",
 )
 
 # Per-check overrides of the Dagster policy, set under a check's `attributes` or the contract's
@@ -199,6 +200,13 @@ def _rules(column_body: Mapping[str, Any], check_body: Mapping[str, Any]) -> dic
     for key in ("valid_min", "valid_max", "valid_length", "valid_min_length", "valid_max_length"):
         if key in rules and (isinstance(rules[key], bool) or not isinstance(rules[key], int | float)):
             raise ContractProblem(f"'{key}' must be a number, got {rules[key]!r}")
+    if "valid_reference_data" in rules:
+        ref = rules["valid_reference_data"]
+        if not (isinstance(ref, Mapping) and isinstance(ref.get("column"), str)):
+            raise ContractProblem("'valid_reference_data' needs 'dataset' and 'column'")
+        _, prefixes, table = parse_dataset(ref.get("dataset"))
+        column = _identifier(ref["column"], "reference column")
+        rules["valid_reference_data"] = {"prefixes": prefixes, "table": table, "column": column}
     return rules
 
 

@@ -82,6 +82,11 @@ def invalid_predicate(column: str, rules: Mapping[str, Any]) -> Query | None:
         parts.append(Query(f"length({col}) < ?", (int(rules["valid_min_length"]),)))
     if "valid_max_length" in rules:
         parts.append(Query(f"length({col}) > ?", (int(rules["valid_max_length"]),)))
+    if "valid_reference_data" in rules:  # parsed by spec: prefixes, table, column
+        ref = rules["valid_reference_data"]
+        ref_col = quote_ident(ref["column"])
+        ref_table = table_ref(ref["prefixes"], ref["table"])
+        parts.append(Query(f"{col} NOT IN (SELECT {ref_col} FROM {ref_table} WHERE {ref_col} IS NOT NULL)"))
     return _or(parts)
 
 

@@ -72,6 +72,11 @@ FAULTS = [
         id="bad-email-format",
     ),
     pytest.param(
+        ["update stg_payments set order_id = 999999 where payment_id = (select min(payment_id) from stg_payments)"],
+        {("stg_payments", "soda_order_id_invalid")},
+        id="broken-foreign-key",
+    ),
+    pytest.param(
         ["delete from stg_payments"],
         {("stg_payments", "soda_row_count"), ("stg_payments", "soda_freshness")},
         id="empty-table",

@@ -174,6 +174,18 @@ def test_invalid_rules_mirror_soda() -> None:
     assert sorted(r[0] for r in con.execute(rng.sql, list(rng.params)).fetchall()) == [-1, 200]
     assert sorted(r[1] for r in con.execute(fmt.sql, list(fmt.params)).fetchall()) == ["de", "x"]
     assert sql.invalid_predicate("a", {"missing_values": [0]}) is None
+    con.execute("create table r as select * from (values (5), (null)) v(id)")
+    rules = (
+        parse_contract(
+            P,
+            "dataset: d/main/t\ncolumns:\n  - name: a\n    checks:\n      - invalid:\n"
+            "          valid_reference_data: {dataset: d/main/r, column: id}\n",
+        )
+        .checks[0]
+        .rules
+    )
+    ref = sql.invalid_sample((), "t", "a", rules)
+    assert sorted(r[0] for r in con.execute(ref.sql, list(ref.params)).fetchall()) == [-1, 200]
 
 
 def _spec():
