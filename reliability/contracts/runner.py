@@ -62,10 +62,16 @@ def run_soda(
                 path=check.relative_path,
                 outcome=check_result.outcome.name,
                 value=check_result.threshold_value,
-                threshold=str(check.threshold).replace("\n", ", ") if check.threshold else "",
+                threshold=_threshold_text(check),
                 diagnostics=dict(check_result.diagnostic_metric_values or {}),
             )
     return records, result.get_errors_str()
+
+
+def _threshold_text(check: Any) -> str:
+    """Soda's fail threshold and, when the contract sets one, its additional warn threshold."""
+    parts = [t for t in (check.threshold, getattr(check, "warn_threshold", None)) if t]
+    return "; ".join(str(t).replace("\n", ", ") for t in parts)
 
 
 def _fetch_dicts(con: Any, query: sql.Query) -> list[dict[str, Any]]:

@@ -123,6 +123,18 @@ def test_schema_failure_names_the_missing_column(warehouse: Path, run_checks) ->
     assert "raw_orders.yml" in invalid.description and "'status'" in invalid.description
 
 
+def test_a_late_load_warns_before_it_fails(warehouse: Path, run_checks) -> None:
+    execute(warehouse, "update raw_orders set _loaded_at = _loaded_at - interval 1530 minute")  # 25.5 hours
+    results = run_checks(defs(contracts_dir=CONTRACTS_DIR, warehouse_path=warehouse), ("raw_orders",))
+    assert {k for k, e in results.items() if not e.passed} == {("raw_orders", "soda_freshness")}
+    freshness = results[("raw_orders", "soda_freshness")]
+    assert freshness.severity == dg.AssetCheckSeverity.WARN
+    assert "must be less than: 25" in freshness.metadata["threshold"].value
+    execute(warehouse, "update raw_orders set _loaded_at = _loaded_at - interval 1 hour")  # 26.5 hours
+    results = run_checks(defs(contracts_dir=CONTRACTS_DIR, warehouse_path=warehouse), ("raw_orders",))
+    assert results[("raw_orders", "soda_freshness")].severity == dg.AssetCheckSeverity.ERROR
+
+
 def test_stale_business_dates_in_staging_only_warn(warehouse: Path, run_checks) -> None:
     execute(warehouse, "update stg_orders set ordered_at = ordered_at - interval 10 day")
     results = run_checks(defs(contracts_dir=CONTRACTS_DIR, warehouse_path=warehouse), ("stg_orders",))
