@@ -5,6 +5,7 @@ Regenerate after an intended change with `UPDATE_SNAPSHOTS=1 pytest tests/test_a
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
@@ -47,8 +48,14 @@ def test_asset_graph_matches_snapshot(tmp_path):
     if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not SNAPSHOT.exists():
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
-    expected = json.loads(SNAPSHOT.read_text())
-    assert current == expected, "asset graph changed; if intended, rerun with UPDATE_SNAPSHOTS=1 and review the diff"
+    expected_text = SNAPSHOT.read_text()
+    current_text = json.dumps(current, indent=2, sort_keys=True) + "\n"
+    diff = "".join(
+        difflib.unified_diff(
+            expected_text.splitlines(keepends=True), current_text.splitlines(keepends=True), "snapshot", "current"
+        )
+    )
+    assert not diff, f"asset graph changed; if intended, rerun with UPDATE_SNAPSHOTS=1 and review:\n{diff}"
 
 
 def test_every_asset_has_owner_and_tier(tmp_path):
