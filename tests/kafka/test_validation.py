@@ -22,7 +22,7 @@ def test_valid_events_pass_and_are_typed(con):
     payloads = [encode(order_event(7, i)) for i in range(1, 101)]
     assert validate_payloads(con, payloads) == []
     rows = con.execute(
-        "select order_id, status, amount, typeof(amount), typeof(ordered_at) from _checked order by idx"
+        "select order_id, status, amount, typeof(amount), typeof(ordered_at) from _valid where ok order by idx"
     ).fetchall()
     assert [r[0] for r in rows] == list(range(1, 101))
     first = order_event(7, 1)

@@ -1,0 +1,91 @@
+"""Exactly-once ingestion into DuckDB vs a bare confluent-kafka consume loop that keeps nothing.
+
+Both read the same topic (4 partitions) from the beginning on the real broker (`reliability kafka up`).
+Target: our throughput >= 0.5 x the ceiling's.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+
+def _bare_consume(bootstrap: str, topic: str, total: int, partitions: int) -> float:
+    from confluent_kafka import TopicPartition
+
+    from reliability.kafka import clients
+
+    started = time.perf_counter()
+    consumer = clients.consumer(
+        f"bench-bare-{uuid.uuid4().hex[:6]}",
+        bootstrap,
+        **{
+            "fetch.max.bytes": 52428800,
+            "queued.max.messages.kbytes": 262144,
+            "queued.min.messages": 1_000_000,
+            "fetch.wait.max.ms": 50,
+        },
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    seen = 0
+    while seen < total:
+        for msg in consumer.consume(50_000, timeout=1.0):
+            if msg.error() is None:
+                seen += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return elapsed
+
+
+def _ours(bootstrap: str, topic: str, total: int, workdir: Path) -> tuple[float, int]:
+    from reliability.kafka.ingest import ingest
+
+    started = time.perf_counter()
+    stats = ingest(
+        workdir / "bench.duckdb",
+        topic=topic,
+        group_id=f"bench-eo-{uuid.uuid4().hex[:6]}",
+        bootstrap=bootstrap,
+        batch_size=50_000,
+    )
+    elapsed = time.perf_counter() - started
+    assert stats.rows == total, (stats.rows, total)
+    return elapsed, stats.rows
+
+
+def run(quick: bool) -> list[dict]:
+    from reliability.kafka import broker, clients
+    from reliability.kafka.producer import produce_orders
+
+    bootstrap, _ = broker.up()
+    total = 100_000 if quick else 1_000_000
+    partitions = 4
+    topic = f"bench.ingest.{uuid.uuid4().hex[:8]}"
+    clients.ensure_topic(topic, partitions, bootstrap)
+    produce_orders(topic, total, seed=1, bootstrap=bootstrap)
+    baseline_s = min(_bare_consume(bootstrap, topic, total, partitions) for _ in range(2))
+    runs = []
+    for _ in range(2):  # as many runs as the baseline, best of them (fresh warehouse and group each)
+        with tempfile.TemporaryDirectory() as tmp:
+            runs.append(_ours(bootstrap, topic, total, Path(tmp)))
+    ours_s, rows = min(runs)
+    admin = clients.admin(bootstrap)
+    for fut in admin.delete_topics([topic]).values():
+        fut.result()
+    ours_rate, base_rate = total / ours_s, total / baseline_s
+    return [
+        {
+            "name": "ingest_exactly_once_duckdb",
+            "messages": total,
+            "rows": rows,
+            "ours_s": round(ours_s, 3),
+            "baseline_s": round(baseline_s, 3),
+            "ratio": round(ours_rate / base_rate, 3),
+            "target": ">= 0.5 (throughput ours / bare consume loop)",
+            "ours_msgs_per_s": round(ours_rate),
+            "baseline_msgs_per_s": round(base_rate),
+            "baseline": "bare confluent-kafka consume loop, keeps nothing",
+        }
+    ]
