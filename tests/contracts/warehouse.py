@@ -24,7 +24,7 @@ def build_clean_warehouse(path: Path, orders: int = 200) -> Path:
                    'customer' || i || '@example.com' as email,
                    {COUNTRIES}[1 + (i % 4)::int] as country,
                    (current_date - (i % 5)::int) as signup_date,
-                   now()::timestamp as _loaded_at
+                   timezone('UTC', now()) as _loaded_at
             from range(1, {customers + 1}) t(i)""")
         con.execute(f"""
             create or replace table raw_orders as
@@ -33,7 +33,7 @@ def build_clean_warehouse(path: Path, orders: int = 200) -> Path:
                    (current_date - (i % 3)::int)::timestamp + to_seconds(i % 3600) as ordered_at,
                    {STATUSES}[1 + (i % 5)::int] as status,
                    (10 + (i % 50) * 3.5)::decimal(12, 2) as amount,
-                   now()::timestamp as _loaded_at
+                   timezone('UTC', now()) as _loaded_at
             from range(1, {orders + 1}) t(i)""")
         con.execute(f"""
             create or replace table raw_payments as
