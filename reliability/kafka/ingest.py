@@ -182,8 +182,9 @@ select idx, s.order_id, s.customer_id, s.order_date, s.ordered_at, s.status, s.a
         and s.order_id is not null and s.customer_id is not null and s.order_date is not null
         and s.ordered_at is not null and s.status in ({_status_list()}) and s.amount >= 0, false) as ok
 from (
-    select idx, case when json_valid(v) and starts_with(ltrim(v), '{{') then json_transform(v, '{_STRUCT}') end as s
-    from _batch
+    select (i - 1)::bigint as idx,
+        case when json_valid(v) and starts_with(ltrim(v), '{{') then json_transform(v, '{_STRUCT}') end as s
+    from unnest(string_split($1, chr(30))) with ordinality as x(v, i)
 )
 """
 
@@ -213,20 +214,17 @@ def validate_payloads(con, payloads: list[bytes]) -> list[tuple[int, str, str | 
                 overrides[i] = "invalid_encoding"
                 parts.append("\x01")
         text = "\x1e".join(parts)
-    con.execute(
-        "create or replace temp table _batch as "
-        "select (i - 1)::bigint as idx, v from unnest(string_split($1, chr(30))) with ordinality as x(v, i)",
-        [text],
-    )
-    con.execute(FAST_SQL)
+    con.execute(FAST_SQL, [text])
     n, bad = con.execute("select count(*), count(*) filter (where not ok) from _valid").fetchone()
     if n != len(payloads):
         raise RuntimeError(f"validation saw {n} payloads, expected {len(payloads)}")
     if not bad:
         return []
     con.execute(
-        "create or replace temp table _suspect as "
-        "select idx, v from _batch where idx in (select idx from _valid where not ok)"
+        "create or replace temp table _suspect as select idx, v from "
+        "(select (i - 1)::bigint as idx, v from unnest(string_split($1, chr(30))) with ordinality as x(v, i)) "
+        "where idx in (select idx from _valid where not ok)",
+        [text],
     )
     con.execute(VALIDATION_SQL)
     rejected = con.execute(
@@ -272,7 +270,7 @@ class Ingestor:
             **{
                 "fetch.max.bytes": 52428800,
                 "queued.max.messages.kbytes": 262144,
-                "queued.min.messages": 1_000_000,  # prefetch deep: librdkafka fetches while DuckDB writes
+                "queued.min.messages": 200_000,  # prefetch deep: librdkafka fetches while DuckDB writes
                 "fetch.wait.max.ms": 50,
             },
         )
@@ -483,13 +481,14 @@ class Ingestor:
                         values (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     outbox,
                 )
-            con.executemany(
+            parts = list(next_offsets)
+            con.execute(
                 f"""insert into {OFFSETS_TABLE} (topic, "partition", next_offset, consumer_group, updated_at)
-                    values (?, ?, ?, ?, ?)
+                    select $1, unnest($2::integer[]), unnest($3::bigint[]), $4, $5::timestamp
                     on conflict (topic, "partition") do update
                     set next_offset = excluded.next_offset, consumer_group = excluded.consumer_group,
                         updated_at = excluded.updated_at""",
-                [[self.topic, p, o, self.group_id, now] for p, o in next_offsets.items()],
+                [self.topic, parts, [next_offsets[p] for p in parts], self.group_id, now],
             )
             con.execute("commit")
         except BaseException:
