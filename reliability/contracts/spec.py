@@ -52,6 +52,8 @@ BLOCKING_ATTRIBUTE = "dagster_blocking"
 SEVERITY_ATTRIBUTE = "dagster_severity"
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9_]+$")
+# libyaml's safe loader when present: contracts are parsed at every load and every check run
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,7 @@ def parse_dataset(value: Any) -> tuple[str, tuple[str, ...], str]:
 def parse_contract(path: Path, text: str) -> ContractSpec:
     """Parse one contract's text; raise ContractProblem naming what is wrong."""
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         raise ContractProblem(f"not valid YAML: {exc}") from exc
     if not isinstance(doc, Mapping):
