@@ -20,11 +20,11 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, and_, create_engine, event, func, or_, select, text
+from sqlalchemy import Connection, Engine, and_, bindparam, create_engine, event, func, or_, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from reliability.errors import UserFacingError
@@ -473,23 +473,21 @@ class IncidentStore:
                 if key in lineage:
                     candidates |= lineage.ancestors(key) | lineage.descendants(key)
         state = _BatchState.load(conn, now, self.policy, candidates)
-        det_rows: list[dict] = []
-        timeline_rows: list[dict] = []
         for d in fresh:
             if d.passed:
                 inc_ids = state.incidents_failing_signal(d.signal_key)
                 if not inc_ids:
                     result.ignored_passes += 1
+                    state.det_rows.append(_detection_row(d, None, now))  # recorded: a replay must skip it too
                     continue
                 for inc_id in inc_ids:
                     state.set_signal(inc_id, d.signal_key, failing=False, now=now)
-                    timeline_rows.append(self._timeline_row(
-                        inc_id, now, actor, TimelineKind.DETECTION,
-                        f"check passed again: {d.signal} on {d.asset_key}",
-                        {"detection_key": d.detection_key, "asset_key": d.asset_key, "signal": d.signal},
-                    ))  # fmt: skip
+                    state.timeline(inc_id, now, actor, TimelineKind.DETECTION,
+                                   f"check passed again: {d.signal} on {d.asset_key}",
+                                   {"detection_key": d.detection_key, "asset_key": d.asset_key,
+                                    "signal": d.signal})  # fmt: skip
                     result.touched.setdefault(inc_id, set()).add(d.asset_key)
-                det_rows.append(_detection_row(d, inc_ids[0], now))
+                state.det_rows.append(_detection_row(d, inc_ids[0], now))
                 continue
             decision = decide(d.asset_key, d.occurred_at, state.views(), lineage, self.policy)
             if decision.action == Action.OPEN:
@@ -504,9 +502,8 @@ class IncidentStore:
                 else:
                     result.joined.append(inc.id)
                 inc = self._join(conn, inc, d, decision.action, decision.reason, lineage, now, actor, state)
-            state.incidents[inc.id] = inc
             state.set_signal(inc.id, d.signal_key, failing=True, now=now)
-            det_rows.append(_detection_row(d, inc.id, now))
+            state.det_rows.append(_detection_row(d, inc.id, now))
             result.touched.setdefault(inc.id, set()).add(d.asset_key)
             if d.run_id:
                 result.runs.setdefault(d.run_id, set()).add(inc.id)
@@ -517,19 +514,14 @@ class IncidentStore:
             if inc is None or inc.status in (Status.MITIGATED, Status.RESOLVED):
                 continue
             if state.all_signals_passing(inc_id):
-                inc = self._update_incident(conn, inc, {"status": str(Status.MITIGATED), "mitigated_at": now,
-                                                        "updated_at": now})  # fmt: skip
-                timeline_rows.append(self._timeline_row(
-                    inc_id, now, actor, TimelineKind.STATUS_CHANGE,
-                    "status -> mitigated: every failing check passed again", {"to": "mitigated"},
-                ))  # fmt: skip
-                state.incidents[inc_id] = inc
+                state.update(inc, {"status": str(Status.MITIGATED), "mitigated_at": now, "updated_at": now})
+                state.timeline(inc_id, now, actor, TimelineKind.STATUS_CHANGE,
+                               "status -> mitigated: every failing check passed again",
+                               {"to": "mitigated"})  # fmt: skip
                 result.mitigated.append(inc_id)
-        if det_rows:
-            conn.execute(t.detections.insert(), det_rows)
-        if timeline_rows:
-            conn.execute(t.timeline.insert(), timeline_rows)
-        state.flush_signals(conn)
+        state.flush(conn)
+        for inc_id, (event_name, previous_severity) in state.notify.items():
+            self._notify(conn, state.incidents[inc_id], event_name, now, previous_severity)
         return result
 
     def _triage(self, roots: Sequence[str], d: Detection, lineage: LineageGraph | None,
@@ -580,126 +572,110 @@ class IncidentStore:
         inc_id = conn.execute(t.incidents.insert().values(**values)).inserted_primary_key[0]
         # the race decider: a second reporter of the same root fails here and retries into a join
         conn.execute(t.open_incident_keys.insert().values(dedup_key=d.asset_key, incident_id=inc_id))
-        asset_rows = self._asset_rows(inc_id, radius, {d.asset_key}, now, set())
-        if asset_rows:
-            conn.execute(t.incident_assets.insert(), asset_rows)
-        conn.execute(t.timeline.insert(), [
-            self._timeline_row(inc_id, now, actor, TimelineKind.DETECTION,
-                               f"incident opened: {d.signal} failed on {d.asset_key}",
-                               _detection_data(d)),
-            self._timeline_row(inc_id, now, actor, TimelineKind.TRIAGE,
-                               f"severity {severity}: {reason}; {len(radius.downstream)} downstream asset(s)"
-                               + (f", exposures {', '.join(radius.exposures)}" if radius.exposures else ""),
-                               {"severity": str(severity), "reason": reason,
-                                "downstream_count": len(radius.downstream),
-                                "exposures": list(radius.exposures)}),
-        ])  # fmt: skip
-        row = conn.execute(select(t.incidents).where(t.incidents.c.id == inc_id)).one()
-        inc = _incident_from_row(row)
+        state.asset_rows += self._asset_rows(inc_id, radius, {d.asset_key}, now, set())
+        state.timeline(
+            inc_id,
+            now,
+            actor,
+            TimelineKind.DETECTION,
+            f"incident opened: {d.signal} failed on {d.asset_key}",
+            _detection_data(d),
+        )
+        exposures = f", exposures {', '.join(radius.exposures)}" if radius.exposures else ""
+        state.timeline(inc_id, now, actor, TimelineKind.TRIAGE,
+                       f"severity {severity}: {reason}; {len(radius.downstream)} downstream asset(s){exposures}",
+                       {"severity": str(severity), "reason": reason, "downstream_count": len(radius.downstream),
+                        "exposures": list(radius.exposures)})  # fmt: skip
+        inc = _incident_from_values(inc_id, values)
         state.add(inc, {a.key for a in radius.assets})
-        self._notify(conn, inc, "trigger", now)
+        state.notify[inc_id] = ("trigger", None)
         return inc
 
     def _reopen(self, conn: Connection, inc: Incident, d: Detection, now: datetime, actor: str,
                 state: _BatchState) -> Incident:  # fmt: skip
         conn.execute(t.open_incident_keys.insert().values(dedup_key=inc.root_asset, incident_id=inc.id))
-        new = self._update_incident(conn, inc, {"status": str(Status.REOPENED), "updated_at": now})
-        conn.execute(t.timeline.insert(), [self._timeline_row(
-            inc.id, now, actor, TimelineKind.STATUS_CHANGE,
-            f"status {inc.status} -> reopened: {d.signal} failed again on {d.asset_key}",
-            {"from": inc.status, "to": "reopened", "previous_resolved_at": inc.resolved_at},
-        )])  # fmt: skip
-        state.incidents[new.id] = new
-        self._notify(conn, new, "trigger", now)
+        new = state.update(inc, {"status": str(Status.REOPENED), "updated_at": now})
+        state.timeline(inc.id, now, actor, TimelineKind.STATUS_CHANGE,
+                       f"status {inc.status} -> reopened: {d.signal} failed again on {d.asset_key}",
+                       {"from": inc.status, "to": "reopened", "previous_resolved_at": inc.resolved_at})  # fmt: skip
+        state.notify.setdefault(inc.id, ("trigger", None))
         return new
 
     def _join(self, conn: Connection, inc: Incident, d: Detection, action: Action, reason: str,
               lineage: LineageGraph | None, now: datetime, actor: str,
               state: _BatchState) -> Incident:  # fmt: skip
-        rows = [self._timeline_row(
-            inc.id, now, actor, TimelineKind.DETECTION,
-            f"{d.signal} failed on {d.asset_key} ({reason})", {**_detection_data(d), "grouping": str(action)},
-        )]  # fmt: skip
+        state.timeline(inc.id, now, actor, TimelineKind.DETECTION, f"{d.signal} failed on {d.asset_key} ({reason})",
+                       {**_detection_data(d), "grouping": str(action)})  # fmt: skip
         values: dict[str, object] = {}
         if d.occurred_at > inc.last_detected_at:
             values["last_detected_at"] = d.occurred_at
         started = d.impact_started_at or d.occurred_at
-        if inc.impact_started_at is None or started < inc.impact_started_at:  # type: ignore[operator]
+        if inc.impact_started_at is None or started < inc.impact_started_at:
             values["impact_started_at"] = started
         error_level = inc.error_level or d.check_severity.upper() != "WARN"
         if error_level != inc.error_level:
             values["error_level"] = error_level
-        roots = [inc.root_asset]
-        new_root = None
-        if action == Action.JOIN_UPSTREAM:
-            new_root = d.asset_key
-            roots = [new_root]
-        radius, severity, sev_reason = self._triage(roots, d, lineage, error_level)
-        state.failing.setdefault(inc.id, set()).add(d.asset_key)
-        failing = state.failing_assets(inc.id) | state.failing[inc.id]
-        existing = state.assets.get(inc.id, set())
+        existing = state.assets.setdefault(inc.id, set())
+        failing_before = state.failing.setdefault(inc.id, set())
+        new_root = d.asset_key if action == Action.JOIN_UPSTREAM else None
+        needs_triage = new_root is not None or d.asset_key not in existing or values.get("error_level") is True
+        radius = severity = sev_reason = None
+        if needs_triage:
+            roots = [new_root] if new_root else [inc.root_asset]
+            radius, severity, sev_reason = self._triage(roots, d, lineage, error_level)
         if new_root is not None:
             conn.execute(t.open_incident_keys.delete().where(t.open_incident_keys.c.incident_id == inc.id))
             conn.execute(t.open_incident_keys.insert().values(dedup_key=new_root, incident_id=inc.id))
             info = lineage.asset_info(new_root) if lineage else AssetInfo()
-            new_title = f"{d.fault_class.value.replace('_', ' ')} on {new_root}: {d.signal}"
-            values.update(root_asset=new_root, title=new_title, blast_radius=_dumps(radius.to_dict()),
-                          owners=_dumps(sorted(set(inc.owners) | set(info.owners))),
-                          root_cause=_dumps({"asset_key": new_root,
-                                             "text": f"most upstream failing: {new_root}"}))  # fmt: skip
-            rows.append(self._timeline_row(
-                inc.id, now, actor, TimelineKind.TRIAGE,
-                f"root moved upstream {inc.root_asset} -> {new_root}; title was {inc.title!r}",
-                {"from": inc.root_asset, "to": new_root, "previous_title": inc.title,
-                 "downstream_count": len(radius.downstream)},
-            ))  # fmt: skip
-            conn.execute(
-                t.incident_assets.update()
-                .where(and_(t.incident_assets.c.incident_id == inc.id,
-                            t.incident_assets.c.asset_key == inc.root_asset))
-                .values(role="failing")
-            )  # fmt: skip
-        elif d.asset_key in existing:
-            conn.execute(
-                t.incident_assets.update()
-                .where(and_(t.incident_assets.c.incident_id == inc.id,
-                            t.incident_assets.c.asset_key == d.asset_key,
-                            t.incident_assets.c.role == "impacted"))
-                .values(role="failing")
-            )  # fmt: skip
-        asset_rows = self._asset_rows(inc.id, radius, failing, now, existing)
-        if d.asset_key not in existing and d.asset_key not in {r["asset_key"] for r in asset_rows}:
-            asset_rows += self._asset_rows(inc.id, blast_radius(lineage or LineageGraph({}), [d.asset_key]),
-                                           failing, now, existing)[:1]  # fmt: skip
-            asset_rows[-1]["role"] = "failing"
-        if asset_rows:
-            conn.execute(t.incident_assets.insert(), asset_rows)
-            state.assets.setdefault(inc.id, set()).update(r["asset_key"] for r in asset_rows)
+            assert radius is not None
+            values.update(
+                root_asset=new_root,
+                title=f"{d.fault_class.value.replace('_', ' ')} on {new_root}: {d.signal}",
+                blast_radius=_dumps(radius.to_dict()),
+                owners=_dumps(sorted(set(inc.owners) | set(info.owners))),
+                root_cause=_dumps({"asset_key": new_root, "text": f"most upstream failing: {new_root}"}),
+            )
+            state.timeline(inc.id, now, actor, TimelineKind.TRIAGE,
+                           f"root moved upstream {inc.root_asset} -> {new_root}; title was {inc.title!r}",
+                           {"from": inc.root_asset, "to": new_root, "previous_title": inc.title,
+                            "downstream_count": len(radius.downstream)})  # fmt: skip
+            state.role_updates.append((inc.id, inc.root_asset))
+        elif d.asset_key in existing and d.asset_key not in failing_before:
+            state.role_updates.append((inc.id, d.asset_key))
+        failing_before.add(d.asset_key)
+        if radius is not None:
+            rows = self._asset_rows(inc.id, radius, failing_before, now, existing)
+            if d.asset_key not in existing and d.asset_key not in {r["asset_key"] for r in rows}:
+                extra = self._asset_rows(inc.id, blast_radius(LineageGraph({}), [d.asset_key]), failing_before,
+                                         now, existing)  # fmt: skip
+                extra[0]["role"] = "failing"
+                rows += extra
+            state.asset_rows += rows
+            existing.update(r["asset_key"] for r in rows)
         previous_severity = None
-        if Severity(severity).rank < Severity(inc.severity).rank:  # only ever escalate automatically
+        if severity is not None and Severity(severity).rank < Severity(inc.severity).rank:  # only escalate
             previous_severity = inc.severity
             values.update(severity=str(severity), severity_reason=sev_reason)
-            rows.append(self._timeline_row(
-                inc.id, now, actor, TimelineKind.TRIAGE,
-                f"severity escalated {inc.severity} -> {severity}: {sev_reason}",
-                {"from": inc.severity, "to": str(severity), "reason": sev_reason},
-            ))  # fmt: skip
-        renotify = None
+            state.timeline(inc.id, now, actor, TimelineKind.TRIAGE,
+                           f"severity escalated {inc.severity} -> {severity}: {sev_reason}",
+                           {"from": inc.severity, "to": str(severity), "reason": sev_reason})  # fmt: skip
+        renotify = False
         if inc.status == Status.MITIGATED:
             values.update(status=str(Status.REOPENED))
-            rows.append(self._timeline_row(
-                inc.id, now, actor, TimelineKind.STATUS_CHANGE,
-                f"status mitigated -> reopened: {d.signal} failed on {d.asset_key}",
-                {"from": "mitigated", "to": "reopened"},
-            ))  # fmt: skip
-            renotify = "trigger"
-        conn.execute(t.timeline.insert(), rows)
+            state.timeline(inc.id, now, actor, TimelineKind.STATUS_CHANGE,
+                           f"status mitigated -> reopened: {d.signal} failed on {d.asset_key}",
+                           {"from": "mitigated", "to": "reopened"})  # fmt: skip
+            renotify = True
         if not values:
             return inc
         values["updated_at"] = now
-        new = self._update_incident(conn, inc, values)
+        new = state.update(inc, values)
         if previous_severity or renotify:
-            self._notify(conn, new, "trigger", now, previous_severity)
+            # one trigger per incident per batch; keep the severity it had before the batch, so the
+            # Alertmanager alert of that severity gets ended (a new incident just reports its final state)
+            first = state.notify.get(inc.id)
+            if first is None or (first[1] is None and inc.id not in state.opened):
+                state.notify[inc.id] = ("trigger", previous_severity)
         return new
 
     # ----------------------------------------------------------------------------------- lifecycle
@@ -861,6 +837,17 @@ class IncidentStore:
                 for r in conn.execute(select(t.incidents).where(t.incidents.c.id.in_(ids)))
             } if ids else {}  # fmt: skip
         return [(rows[i], hits[i]) for i in ids]
+
+    def unexplained(self, limit: int = 100) -> list[int]:
+        """Active incidents whose root-cause hint has not been filled from the event log yet."""
+        with self._read() as conn:
+            return list(conn.execute(
+                select(t.incidents.c.id)
+                .where(and_(t.incidents.c.status.in_([str(s) for s in ACTIVE_STATUSES]),
+                            ~t.incidents.c.root_cause.like('%"changes"%')))
+                .order_by(t.incidents.c.id.desc())
+                .limit(limit)
+            ).scalars())  # fmt: skip
 
     def count(self) -> int:
         with self._read() as conn:
@@ -1024,8 +1011,22 @@ def _detection_row(d: Detection, incident_id: int | None, now: datetime) -> dict
     }
 
 
+_JSON_FIELDS = ("owners", "blast_radius", "root_cause")
+
+
+def _incident_from_values(incident_id: int, values: dict[str, object]) -> Incident:
+    """The Incident a freshly inserted row describes (no round trip to the database)."""
+    fields = {k: v for k, v in values.items() if k in Incident.__dataclass_fields__}
+    for k in _JSON_FIELDS:
+        if k in fields:
+            fields[k] = json.loads(fields[k])  # type: ignore[arg-type]
+    base = dict.fromkeys(("acknowledged_at", "mitigated_at", "resolved_at"))
+    return Incident(id=incident_id, **{**base, **fields})  # type: ignore[arg-type]
+
+
 class _BatchState:
-    """Active (and recently resolved) incidents loaded once per ingest transaction."""
+    """Active (and recently resolved) incidents loaded once per ingest transaction, plus the writes
+    the batch produces, flushed together at the end (one UPDATE per changed incident)."""
 
     def __init__(self, policy: GroupingPolicy) -> None:
         self.policy = policy
@@ -1033,8 +1034,17 @@ class _BatchState:
         self.assets: dict[int, set[str]] = {}
         self.failing: dict[int, set[str]] = {}  # root and failing assets per incident
         self.signals: dict[int, dict[str, bool]] = {}
+        self.failing_by_signal: dict[str, set[int]] = {}
         self._dirty_signals: dict[tuple[int, str], tuple[bool, datetime, bool]] = {}
-        self._views: list[IncidentView] | None = None
+        self._views: dict[int, IncidentView] = {}
+        self.loaded_versions: dict[int, int] = {}
+        self.pending: dict[int, dict[str, object]] = {}
+        self.opened: set[int] = set()
+        self.det_rows: list[dict] = []
+        self.timeline_rows: list[dict] = []
+        self.asset_rows: list[dict] = []
+        self.role_updates: list[tuple[int, str]] = []
+        self.notify: dict[int, tuple[str, str | None]] = {}
 
     @classmethod
     def load(cls, conn: Connection, now: datetime, policy: GroupingPolicy, candidates: set[str]) -> _BatchState:
@@ -1068,6 +1078,7 @@ class _BatchState:
             for r in rows:
                 inc = _incident_from_row(r)
                 state.incidents[inc.id] = inc
+                state.loaded_versions[inc.id] = inc.version
                 state.assets[inc.id] = set()
                 state.signals[inc.id] = {}
         ids = list(state.incidents)
@@ -1083,42 +1094,70 @@ class _BatchState:
                     state.failing.setdefault(r.incident_id, set()).add(r.asset_key)
             for r in conn.execute(select(t.incident_signals).where(t.incident_signals.c.incident_id.in_(chunk))):
                 state.signals[r.incident_id][r.signal_key] = bool(r.failing)
+                if r.failing:
+                    state.failing_by_signal.setdefault(r.signal_key, set()).add(r.incident_id)
         return state
 
+    # ------------------------------------------------------------------ in-memory changes
     def add(self, inc: Incident, assets: set[str]) -> None:
         self.incidents[inc.id] = inc
         self.assets[inc.id] = set(assets)
         self.failing[inc.id] = {inc.root_asset}
         self.signals.setdefault(inc.id, {})
+        self.opened.add(inc.id)
+        self._views.pop(inc.id, None)
+
+    def update(self, inc: Incident, values: dict[str, object]) -> Incident:
+        """Record column changes for the flush and return the incident as it now is."""
+        self.pending.setdefault(inc.id, {}).update(values)
+        fields = {k: v for k, v in values.items() if k in Incident.__dataclass_fields__}
+        for k in _JSON_FIELDS:
+            if k in fields:
+                fields[k] = json.loads(fields[k])  # type: ignore[arg-type]
+        new = replace(inc, **fields)  # type: ignore[arg-type]
+        self.incidents[inc.id] = new
+        self._views.pop(inc.id, None)
+        return new
+
+    def timeline(self, incident_id: int, at: datetime, actor: str, kind: TimelineKind, message: str,
+                 data: dict | None = None) -> None:  # fmt: skip
+        self.timeline_rows.append(IncidentStore._timeline_row(incident_id, at, actor, kind, message, data))
 
     def views(self) -> list[IncidentView]:
-        return [
-            IncidentView(
-                incident_id=inc.id,
-                root_asset=inc.root_asset,
-                assets=frozenset(self.assets.get(inc.id, ())),
-                failing=frozenset(self.failing.get(inc.id, ())),
-                last_detected_at=inc.last_detected_at,
-                active=inc.active,
-                resolved_at=inc.resolved_at,
-            )
-            for inc in self.incidents.values()
-        ]
+        out = []
+        for inc in self.incidents.values():
+            view = self._views.get(inc.id)
+            if view is None:
+                view = self._views[inc.id] = IncidentView(
+                    incident_id=inc.id,
+                    root_asset=inc.root_asset,
+                    assets=frozenset(self.assets.get(inc.id, ())),
+                    failing=frozenset(self.failing.get(inc.id, ())),
+                    last_detected_at=inc.last_detected_at,
+                    active=inc.active,
+                    resolved_at=inc.resolved_at,
+                )
+            out.append(view)
+        return out
 
     def failing_assets(self, inc_id: int) -> set[str]:
         return {k.split("::", 1)[0] for k, failing in self.signals.get(inc_id, {}).items() if failing}
 
     def incidents_failing_signal(self, signal_key: str) -> list[int]:
-        return [
-            inc_id for inc_id, sigs in self.signals.items() if sigs.get(signal_key) and self.incidents[inc_id].active
-        ]
+        return sorted(i for i in self.failing_by_signal.get(signal_key, ()) if self.incidents[i].active)
 
     def set_signal(self, inc_id: int, signal_key: str, failing: bool, now: datetime) -> None:
         sigs = self.signals.setdefault(inc_id, {})
         prior = self._dirty_signals.get((inc_id, signal_key))
         is_new = prior[2] if prior else signal_key not in sigs
         sigs[signal_key] = failing
+        holders = self.failing_by_signal.setdefault(signal_key, set())
+        if failing:
+            holders.add(inc_id)
+        else:
+            holders.discard(inc_id)
         self._dirty_signals[(inc_id, signal_key)] = (failing, now, is_new)
+        self._views.pop(inc_id, None)
 
     def dirty_signal_incidents(self) -> set[int]:
         return {inc_id for inc_id, _ in self._dirty_signals}
@@ -1127,19 +1166,49 @@ class _BatchState:
         sigs = self.signals.get(inc_id, {})
         return bool(sigs) and not any(sigs.values())
 
-    def flush_signals(self, conn: Connection) -> None:
-        inserts = []
+    # ------------------------------------------------------------------ flush
+    def flush(self, conn: Connection) -> None:
+        """Write everything the batch decided, in bulk; optimistic version check per incident."""
+        for inc_id, values in self.pending.items():
+            version = self.loaded_versions.get(inc_id, 1)
+            result = conn.execute(
+                t.incidents.update()
+                .where(and_(t.incidents.c.id == inc_id, t.incidents.c.version == version))
+                .values(**values, version=version + 1)
+            )
+            if result.rowcount != 1:
+                raise _Conflict(f"incident {inc_id} changed concurrently")
+            self.incidents[inc_id] = replace(self.incidents[inc_id], version=version + 1)
+        if self.asset_rows:
+            conn.execute(t.incident_assets.insert(), self.asset_rows)
+        if self.role_updates:
+            conn.execute(
+                t.incident_assets.update()
+                .where(and_(t.incident_assets.c.incident_id == bindparam("iid"),
+                            t.incident_assets.c.asset_key == bindparam("akey"),
+                            t.incident_assets.c.role == "impacted"))
+                .values(role="failing"),
+                [{"iid": i, "akey": k} for i, k in dict.fromkeys(self.role_updates)],
+            )  # fmt: skip
+        if self.det_rows:
+            conn.execute(t.detections.insert(), self.det_rows)
+        if self.timeline_rows:
+            conn.execute(t.timeline.insert(), self.timeline_rows)
+        inserts, updates = [], []
         for (inc_id, key), (failing, at, is_new) in self._dirty_signals.items():
-            if is_new:
-                inserts.append({"incident_id": inc_id, "signal_key": key, "failing": failing, "updated_at": at})
-            else:
-                conn.execute(
-                    t.incident_signals.update()
-                    .where(and_(t.incident_signals.c.incident_id == inc_id, t.incident_signals.c.signal_key == key))
-                    .values(failing=failing, updated_at=at)
-                )
+            row = {"incident_id": inc_id, "signal_key": key, "failing": failing, "updated_at": at}
+            (inserts if is_new else updates).append(row)
         if inserts:
             conn.execute(t.incident_signals.insert(), inserts)
+        if updates:
+            conn.execute(
+                t.incident_signals.update()
+                .where(and_(t.incident_signals.c.incident_id == bindparam("iid"),
+                            t.incident_signals.c.signal_key == bindparam("skey")))
+                .values(failing=bindparam("fail"), updated_at=bindparam("at")),
+                [{"iid": r["incident_id"], "skey": r["signal_key"], "fail": r["failing"], "at": r["updated_at"]}
+                 for r in updates],
+            )  # fmt: skip
         self._dirty_signals.clear()
 
 
