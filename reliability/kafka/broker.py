@@ -310,6 +310,20 @@ def _format_storage(state: Path, libs: Path) -> None:
         raise KafkaUnavailable(f"formatting KRaft storage failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
 
 
+@contextlib.contextmanager
+def _locked(state: Path):
+    """One `up`/`down` at a time per state dir (two test sessions or terminals may race)."""
+    import fcntl
+
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def up(timeout_s: float = 90.0) -> tuple[str, bool]:
     """Make a broker available; returns (bootstrap servers, whether this call started a process).
 
@@ -320,6 +334,11 @@ def up(timeout_s: float = 90.0) -> tuple[str, bool]:
         wait_until_ready(env, timeout_s=timeout_s)
         return env, False
     state = state_dir()
+    with _locked(state):
+        return _up_locked(state, timeout_s)
+
+
+def _up_locked(state: Path, timeout_s: float) -> tuple[str, bool]:
     current = running_state(state)
     if current is not None:
         wait_until_ready(current.bootstrap, timeout_s=timeout_s, pid=current.pid)
@@ -375,12 +394,13 @@ def _stop_pid(pid: int, timeout_s: float = 30.0) -> None:
 def down() -> bool:
     """Stop exactly the broker process `up` started (by its recorded pid); False if none was running."""
     state = state_dir()
-    current = running_state(state)
-    if current is None:
-        return False
-    _stop_pid(current.pid)
-    (state / "kafka.pid").unlink(missing_ok=True)
-    return True
+    with _locked(state):
+        current = running_state(state)
+        if current is None:
+            return False
+        _stop_pid(current.pid)
+        (state / "kafka.pid").unlink(missing_ok=True)
+        return True
 
 
 def status() -> dict[str, object]:
