@@ -22,12 +22,18 @@ from dagster._core.events import DagsterEventType
 from reliability.incidents.model import Detection, FaultClass, Source, format_incident_id
 from reliability.incidents.notify import deliver_due
 from reliability.incidents.store import IncidentStore, IngestResult
-from reliability.incidents.triage import AssetChangeFacts, LineageGraph, blast_radius, root_cause_hint
+from reliability.incidents.triage import (
+    EXPOSURE_KINDS,
+    AssetChangeFacts,
+    LineageGraph,
+    blast_radius,
+    root_cause_hint,
+)
 
 log = logging.getLogger(__name__)
 
 RUN_TAG = "reliability/incident"
-OBSERVATION_ASSET_LIMIT = 50  # observations per incident change (root and failing first, then nearest)
+OBSERVATION_ASSET_LIMIT = 20  # per incident change: root and failing first, exposures, then nearest
 FETCH_LIMIT = 20_000  # events per type per tick; the rest waits for the next tick
 INGEST_CHUNK = 5_000
 
@@ -362,25 +368,41 @@ def update_root_causes(instance: dg.DagsterInstance, store: IncidentStore, graph
     return done
 
 
+def observation_signature(inc: Any) -> str:
+    """What the observations state; unchanged -> no new observations (joins alone bump versions)."""
+    failing = sorted(a.asset_key for a in inc.assets if a.role in ("root", "failing"))
+    return json.dumps([inc.status, inc.severity, inc.root_asset, failing, inc.root_cause.get("text")])
+
+
+def observed_assets(inc: Any) -> list[Any]:
+    """Root and failing assets, exposures, then the nearest impacted assets; OBSERVATION_ASSET_LIMIT."""
+    order = {"root": 0, "failing": 1}
+
+    def rank(a: Any) -> tuple[int, int, str]:
+        return (order.get(a.role, 2 if a.kind in EXPOSURE_KINDS or a.kind == "exposure" else 3), a.depth, a.asset_key)
+
+    return [a for a in sorted(inc.assets, key=rank) if not a.asset_key.startswith("job:")][:OBSERVATION_ASSET_LIMIT]
+
+
 def publish_observations(instance: dg.DagsterInstance, store: IncidentStore, budget_s: float = 0.5) -> int:
-    """An AssetObservation on the affected assets of every changed incident (shown on asset pages):
-    root and failing assets first, then impacted ones by depth, at most OBSERVATION_ASSET_LIMIT.
+    """AssetObservations on the affected assets of every incident whose status, severity, root,
+    failing assets or root-cause hint changed (shown on the asset pages in the Dagster UI).
 
     Bounded by `budget_s` per tick (checked between incidents): incidents not reached stay
     unpublished and go out next tick, so a burst of incidents never delays detection.
     """
     started = time.perf_counter()
     count = 0
-    marks: dict[int, int] = {}
-    role_order = {"root": 0, "failing": 1, "impacted": 2}
-    for inc in store.unpublished():
+    marks: dict[int, tuple[int, str]] = {}
+    for inc, last_signature in store.unpublished():
+        signature = observation_signature(inc)
+        if signature == last_signature:
+            marks[inc.id] = (inc.version, signature)
+            continue
         if time.perf_counter() - started > budget_s:
             break
         summary = _summary_markdown(inc)
-        assets = sorted(inc.assets, key=lambda a: (role_order.get(a.role, 3), a.depth, a.asset_key))
-        for a in assets[:OBSERVATION_ASSET_LIMIT]:
-            if a.asset_key.startswith("job:"):
-                continue
+        for a in observed_assets(inc):
             instance.report_runless_asset_event(
                 dg.AssetObservation(
                     asset_key=dg.AssetKey.from_user_string(a.asset_key),
@@ -397,7 +419,7 @@ def publish_observations(instance: dg.DagsterInstance, store: IncidentStore, bud
                 )
             )
             count += 1
-        marks[inc.id] = inc.version
+        marks[inc.id] = (inc.version, signature)
     store.mark_published(marks)
     return count
 

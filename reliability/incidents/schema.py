@@ -21,7 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 
-HEAD_REVISION = "0001_initial"
+HEAD_REVISION = "0002_observation_signature"
 VERSION_TABLE = "incident_alembic_version"
 
 
@@ -150,4 +150,5 @@ observation_marks = Table(
     metadata,
     Column("incident_id", Integer, ForeignKey("incidents.id"), primary_key=True),
     Column("version", Integer, nullable=False),
+    Column("signature", Text),  # what the last observations said (status, severity, root, failing)
 )

@@ -936,11 +936,12 @@ class IncidentStore:
         return {r[0]: r[1] for r in rows}
 
     # ----------------------------------------------------------------------------------- observations
-    def unpublished(self, limit: int = 500) -> list[Incident]:
-        """Incidents changed since their last AssetObservation was written (see observe.py)."""
+    def unpublished(self, limit: int = 500) -> list[tuple[Incident, str | None]]:
+        """Incidents changed since their last AssetObservations (see detection.publish_observations),
+        with the signature those observations had."""
         with self._read() as conn:
             rows = conn.execute(
-                select(t.incidents)
+                select(t.incidents, t.observation_marks.c.signature.label("_signature"))
                 .select_from(t.incidents.outerjoin(t.observation_marks,
                                                    t.observation_marks.c.incident_id == t.incidents.c.id))
                 .where(or_(t.observation_marks.c.version.is_(None),
@@ -948,22 +949,32 @@ class IncidentStore:
                 .order_by(t.incidents.c.id)
                 .limit(limit)
             ).all()  # fmt: skip
-            incidents = [_incident_from_row(r) for r in rows]
+            incidents = [(_incident_from_row(r), r._mapping["_signature"]) for r in rows]
             if not incidents:
                 return []
             assets: dict[int, list[IncidentAsset]] = {}
-            ids = [i.id for i in incidents]
-            for r in conn.execute(select(t.incident_assets).where(t.incident_assets.c.incident_id.in_(ids))):
-                assets.setdefault(r.incident_id, []).append(
-                    IncidentAsset(r.asset_key, r.role, r.depth, r.tier, list(_loads(r.owners, [])), r.kind)  # type: ignore[call-overload]
-                )
-        return [Incident(**{**i.__dict__, "assets": assets.get(i.id, [])}) for i in incidents]
+            ids = [i.id for i, _ in incidents]
+            for chunk in range(0, len(ids), _IN_CHUNK):
+                for r in conn.execute(
+                    select(t.incident_assets).where(t.incident_assets.c.incident_id.in_(ids[chunk : chunk + _IN_CHUNK]))
+                ):
+                    assets.setdefault(r.incident_id, []).append(
+                        IncidentAsset(r.asset_key, r.role, r.depth, r.tier, list(_loads(r.owners, [])), r.kind)  # type: ignore[call-overload]
+                    )
+        return [(Incident(**{**i.__dict__, "assets": assets.get(i.id, [])}), sig) for i, sig in incidents]
 
-    def mark_published(self, marks: dict[int, int]) -> None:
+    def mark_published(self, marks: dict[int, tuple[int, str]]) -> None:
+        """incident id -> (version, signature) of the observations just written (or skipped)."""
+
         def apply(conn: Connection) -> None:
             ids = list(marks)
-            conn.execute(t.observation_marks.delete().where(t.observation_marks.c.incident_id.in_(ids)))
-            conn.execute(t.observation_marks.insert(), [{"incident_id": k, "version": v} for k, v in marks.items()])
+            for chunk in range(0, len(ids), _IN_CHUNK):
+                part = ids[chunk : chunk + _IN_CHUNK]
+                conn.execute(t.observation_marks.delete().where(t.observation_marks.c.incident_id.in_(part)))
+            conn.execute(
+                t.observation_marks.insert(),
+                [{"incident_id": k, "version": v, "signature": sig} for k, (v, sig) in marks.items()],
+            )
 
         if marks:
             self._write(apply)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -230,3 +231,33 @@ def test_store_status_filters_and_search_over_notes(store_url):
         assert [i.id for i in store.list_incidents(status="active")] == [a]
         hits = store.search("VENDOR FILE")
         assert [inc.id for inc, _ in hits] == [b] and any("vendor file" in w for w in hits[0][1])
+
+
+def test_an_older_schema_is_migrated_on_open_and_keeps_its_data(store_url):
+    from alembic import command
+    from alembic.config import Config
+
+    from reliability.incidents import schema
+    from reliability.incidents.store import make_engine
+
+    engine = make_engine(store_url)
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(Path(schema.__file__).parent / "migrations"))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001_initial")
+        conn.execute(text(
+            "INSERT INTO incidents (title, status, severity, severity_reason, root_asset, fault_class, owners, "
+            "error_level, detected_at, last_detected_at, updated_at, blast_radius, root_cause, version) VALUES "
+            "('old', 'open', 'SEV3', '', 'raw_orders', 'data_quality', '[]', true, '2026-01-01 00:00:00', "
+            "'2026-01-01 00:00:00', '2026-01-01 00:00:00', '{}', '{}', 1)"
+        ))  # fmt: skip
+        conn.execute(text("INSERT INTO incident_observation_marks (incident_id, version) VALUES (1, 1)"))
+    engine.dispose()
+    with IncidentStore(store_url, router=Router(environ={})) as store:
+        with store.engine.connect() as conn:
+            assert conn.execute(text(f"SELECT version_num FROM {schema.VERSION_TABLE}")).scalar() == (
+                schema.HEAD_REVISION
+            )
+            assert conn.execute(text("SELECT signature FROM incident_observation_marks")).scalar() is None
+        assert store.get(1).title == "old"
