@@ -6,18 +6,19 @@ Target: our throughput >= 0.5 x the ceiling's.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 
-def _bare_consume(bootstrap: str, topic: str, total: int, partitions: int) -> float:
+def _bare_consume(bootstrap: str, topic: str, total: int, partitions: int) -> tuple[float, float]:
     from confluent_kafka import TopicPartition
 
     from reliability.kafka import clients
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     consumer = clients.consumer(
         f"bench-bare-{uuid.uuid4().hex[:6]}",
         bootstrap,
@@ -34,15 +35,15 @@ def _bare_consume(bootstrap: str, topic: str, total: int, partitions: int) -> fl
         for msg in consumer.consume(50_000, timeout=1.0):
             if msg.error() is None:
                 seen += 1
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     consumer.close()
-    return elapsed
+    return elapsed, cpu
 
 
-def _ours(bootstrap: str, topic: str, total: int, workdir: Path) -> tuple[float, int]:
+def _ours(bootstrap: str, topic: str, total: int, workdir: Path) -> tuple[float, float, int]:
     from reliability.kafka.ingest import ingest
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     stats = ingest(
         workdir / "bench.duckdb",
         topic=topic,
@@ -50,9 +51,9 @@ def _ours(bootstrap: str, topic: str, total: int, workdir: Path) -> tuple[float,
         bootstrap=bootstrap,
         batch_size=50_000,
     )
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert stats.rows == total, (stats.rows, total)
-    return elapsed, stats.rows
+    return elapsed, cpu, stats.rows
 
 
 def run(quick: bool) -> list[dict]:
@@ -65,12 +66,12 @@ def run(quick: bool) -> list[dict]:
     topic = f"bench.ingest.{uuid.uuid4().hex[:8]}"
     clients.ensure_topic(topic, partitions, bootstrap)
     produce_orders(topic, total, seed=1, bootstrap=bootstrap)
-    baseline_s = min(_bare_consume(bootstrap, topic, total, partitions) for _ in range(2))
+    baseline_s, baseline_cpu = min(_bare_consume(bootstrap, topic, total, partitions) for _ in range(2))
     runs = []
     for _ in range(2):  # as many runs as the baseline, best of them (fresh warehouse and group each)
         with tempfile.TemporaryDirectory() as tmp:
             runs.append(_ours(bootstrap, topic, total, Path(tmp)))
-    ours_s, rows = min(runs)
+    ours_s, ours_cpu, rows = min(runs)
     admin = clients.admin(bootstrap)
     for fut in admin.delete_topics([topic]).values():
         fut.result()
@@ -86,6 +87,9 @@ def run(quick: bool) -> list[dict]:
             "target": ">= 0.5 (throughput ours / bare consume loop)",
             "ours_msgs_per_s": round(ours_rate),
             "baseline_msgs_per_s": round(base_rate),
+            "ours_cpu_us_per_msg": round(ours_cpu / total * 1e6, 2),
+            "baseline_cpu_us_per_msg": round(baseline_cpu / total * 1e6, 2),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
             "baseline": "bare confluent-kafka consume loop, keeps nothing",
         }
     ]

@@ -168,9 +168,10 @@ def dlq_depth(con, topic: str) -> int:
     return int(con.execute(f"select count(*) from {OUTBOX_TABLE} where source_topic = ?", [topic]).fetchone()[0])
 
 
-# Fast path, one typed parse per payload: rows it accepts are inserted as they are; only the rows it
-# rejects go through VALIDATION_SQL to name the rule they break. Like any JSON reader it coerces a
-# number sent as a string ("12") for a numeric field; everything else is as strict as the rules above.
+# Fast path, one typed parse per payload (`try` turns malformed JSON into NULL): rows it accepts are
+# inserted as they are; only the rows it rejects go through VALIDATION_SQL to name the rule they break.
+# Like any JSON reader it coerces a number sent as a string ("12") for a numeric field; everything else
+# is as strict as the rules above.
 _STRUCT = (
     '{"schema":"VARCHAR","schema_version":"BIGINT","order_id":"BIGINT","customer_id":"BIGINT",'
     '"order_date":"DATE","ordered_at":"TIMESTAMP","status":"VARCHAR","amount":"DECIMAL(12,2)"}'
@@ -183,7 +184,7 @@ select idx, s.order_id, s.customer_id, s.order_date, s.ordered_at, s.status, s.a
         and s.ordered_at is not null and s.status in ({_status_list()}) and s.amount >= 0, false) as ok
 from (
     select (i - 1)::bigint as idx,
-        case when json_valid(v) and starts_with(ltrim(v), '{{') then json_transform(v, '{_STRUCT}') end as s
+        case when starts_with(ltrim(v), '{{') then try(json_transform(v, '{_STRUCT}')) end as s
     from unnest(string_split($1, chr(30))) with ordinality as x(v, i)
 )
 """
