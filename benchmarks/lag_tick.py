@@ -44,7 +44,7 @@ def _setup(bootstrap: str, quick: bool) -> list[str]:
     return groups
 
 
-def _ours(bootstrap: str, prefix: str) -> tuple[float, int, int]:
+def _ours(bootstrap: str, prefix: str) -> tuple[float, int, int, int]:
     from reliability.kafka.defs import lag_tick
     from reliability.kafka.sampling import WatchConfig
 
@@ -56,7 +56,7 @@ def _ours(bootstrap: str, prefix: str) -> tuple[float, int, int]:
         cursor, results, _ = lag_tick(cursor, {}, bootstrap=bootstrap, watch=watch)
         best = min(best, time.perf_counter() - started)
     partitions = sum(len(r.partitions) for r in results)
-    return best, len(results), partitions
+    return best, len(results), partitions, len(cursor)
 
 
 def _baseline(bootstrap: str) -> float:
@@ -79,7 +79,7 @@ def run(quick: bool) -> list[dict]:
     bootstrap, _ = broker.up()
     groups = _setup(bootstrap, quick)
     prefix = groups[0].rsplit(".g", 1)[0] + ".g"
-    ours_s, n_groups, n_partitions = _ours(bootstrap, prefix)
+    ours_s, n_groups, n_partitions, cursor_bytes = _ours(bootstrap, prefix)
     admin = clients.admin(bootstrap)
     on_broker = len(admin.list_consumer_groups(request_timeout=30).result().valid)
     baseline_s = _baseline(bootstrap)
@@ -91,6 +91,7 @@ def run(quick: bool) -> list[dict]:
             "groups": n_groups,
             "partitions_evaluated": n_partitions,
             "groups_on_broker": on_broker,
+            "cursor_bytes_after_4_ticks": cursor_bytes,
             "ours_s": round(ours_s, 3),
             "baseline_s": round(baseline_s, 3),
             "ratio": round(ours_s / baseline_s, 3),

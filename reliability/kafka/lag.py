@@ -351,35 +351,44 @@ class LagState:
 
     # compact JSON, bounded by window_size x partitions + time_table_size x partitions
     def to_json(self) -> dict[str, Any]:
-        return {
-            "v": 1,
-            "w": {
-                g: {
-                    f"{t}\x00{p}": [[c.offset, c.lag, round(c.timestamp, 3)] for c in win] for (t, p), win in ws.items()
-                }
-                for g, ws in self.windows.items()
-            },
-            "t": {f"{t}\x00{p}": [[o, round(ts, 3)] for o, ts in tab] for (t, p), tab in self.log_end_tables.items()},
-            "e": self.last_error,
-        }
+        """Compact JSON: grouped by topic, times in centiseconds after a base time (one cursor per tick)."""
+        stamps = [c.timestamp for ws in self.windows.values() for win in ws.values() for c in win]
+        stamps += [ts for tab in self.log_end_tables.values() for _, ts in tab]
+        base = int(min(stamps)) if stamps else 0
+
+        def cs(ts: float) -> int:
+            return round((ts - base) * 100)
+
+        windows: dict[str, dict[str, dict[str, list[list[int]]]]] = {}
+        for g, ws in self.windows.items():
+            per_topic = windows.setdefault(g, {})
+            for (t, p), win in ws.items():
+                per_topic.setdefault(t, {})[str(p)] = [[c.offset, c.lag, cs(c.timestamp)] for c in win]
+        tables: dict[str, dict[str, list[list[int]]]] = {}
+        for (t, p), tab in self.log_end_tables.items():
+            tables.setdefault(t, {})[str(p)] = [[o, cs(ts)] for o, ts in tab]
+        return {"v": 2, "b": base, "w": windows, "t": tables, "e": self.last_error}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> LagState:
-        if not data or data.get("v") != 1:
+        """Inverse of `to_json`; an unknown or old format starts from an empty state."""
+        if not data or data.get("v") != 2:
             return cls()
-
-        def key(s: str) -> TopicPartition:
-            topic, _, part = s.rpartition("\x00")
-            return topic, int(part)
-
-        return cls(
-            windows={
-                g: {key(k): [Commit(int(o), int(lag), float(ts)) for o, lag, ts in win] for k, win in ws.items()}
-                for g, ws in data.get("w", {}).items()
-            },
-            log_end_tables={key(k): [(int(o), float(ts)) for o, ts in tab] for k, tab in data.get("t", {}).items()},
-            last_error=data.get("e"),
-        )
+        base = float(data.get("b", 0))
+        windows = {
+            g: {
+                (t, int(p)): [Commit(int(o), int(lag), base + ts / 100) for o, lag, ts in win]
+                for t, parts in per_topic.items()
+                for p, win in parts.items()
+            }
+            for g, per_topic in data.get("w", {}).items()
+        }
+        tables = {
+            (t, int(p)): [(int(o), base + ts / 100) for o, ts in tab]
+            for t, parts in data.get("t", {}).items()
+            for p, tab in parts.items()
+        }
+        return cls(windows=windows, log_end_tables=tables, last_error=data.get("e"))
 
 
 def advance(
