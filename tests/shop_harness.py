@@ -37,17 +37,26 @@ def run(
     partition_key: str | None = None,
 ) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        list(defs.assets or []), selection=selection, partition_key=partition_key, instance=instance,
-        resources=defs.resources, raise_on_error=False,
+        [*(defs.assets or []), *(defs.asset_checks or [])],
+        selection=selection,
+        partition_key=partition_key,
+        instance=instance,
+        resources=defs.resources,
+        raise_on_error=False,
     )
 
 
+def check_name(key: dg.AssetCheckKey) -> str:
+    """'asset:check', unique across assets (Soda check names repeat per table)."""
+    return f"{key.asset_key.to_user_string()}:{key.name}"
+
+
 def failed_checks(result: dg.ExecuteInProcessResult) -> set[str]:
-    return {e.asset_check_key.name for e in result.get_asset_check_evaluations() if not e.passed}
+    return {check_name(e.asset_check_key) for e in result.get_asset_check_evaluations() if not e.passed}
 
 
 def passed_checks(result: dg.ExecuteInProcessResult) -> set[str]:
-    return {e.asset_check_key.name for e in result.get_asset_check_evaluations() if e.passed}
+    return {check_name(e.asset_check_key) for e in result.get_asset_check_evaluations() if e.passed}
 
 
 def materialized(result: dg.ExecuteInProcessResult) -> set[str]:

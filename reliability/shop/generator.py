@@ -131,7 +131,8 @@ def write_partition(con: duckdb.DuckDBPyConnection, table: str, day: date, scale
     con.execute("begin transaction")
     try:
         con.execute(f'delete from "{table}" where "{column}" = ?', [day])
-        con.execute(f'insert into "{table}" select *, now()::timestamp from ({SELECTS[table](scale, day)})')
+        loaded_at = "timezone('UTC', now())"
+        con.execute(f'insert into "{table}" select *, {loaded_at} from ({SELECTS[table](scale, day)})')
         count = con.execute(f'select count(*) from "{table}" where "{column}" = ?', [day]).fetchone()[0]
         con.execute("commit")
     except Exception:

@@ -95,6 +95,6 @@ def test_another_dbt_project_and_contracts_by_configuration_only(tmp_path):
     result = run(defs, dg.AssetSelection.all(), dg.DagsterInstance.ephemeral())
     assert result.success
     assert failed_checks(result) == set()
-    assert "unique_events_event_id" in passed_checks(result)
+    assert "events:unique_events_event_id" in passed_checks(result)
     with duckdb.connect(str(tmp_path / "other.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from events").fetchone()[0] == 3

@@ -12,6 +12,7 @@ import pytest
 from tests.shop_harness import (
     DAY,
     build,
+    check_name,
     daily_selection,
     failed_checks,
     materialized,
@@ -52,7 +53,7 @@ def test_full_materialization_passes_every_check(clean_warehouse, tmp_path):
     assert failed_checks(daily) | failed_checks(whole) == set()
     checks = passed_checks(daily) | passed_checks(whole)
     graph = defs.resolve_asset_graph()
-    assert checks == {key.name for key in graph.asset_check_keys}
+    assert checks == {check_name(key) for key in graph.asset_check_keys}
     assert {"fct_orders", "daily_revenue", "customer_lifetime_value", "stg_orders"} <= (
         materialized(daily) | materialized(whole)
     )
@@ -66,23 +67,23 @@ def test_full_materialization_passes_every_check(clean_warehouse, tmp_path):
 DBT_FAULTS = {
     "duplicate_ids": (
         "insert into raw_orders select * from raw_orders where order_id = (select min(order_id) from raw_orders)",
-        {"unique_stg_orders_order_id"},
+        {"stg_orders:unique_stg_orders_order_id"},
     ),
     "null_customer": (
         "update raw_orders set customer_id = null where order_id = (select min(order_id) from raw_orders)",
-        {"not_null_stg_orders_customer_id"},
+        {"stg_orders:not_null_stg_orders_customer_id"},
     ),
     "invalid_status": (
         "update raw_orders set status = 'lost' where order_id = (select max(order_id) from raw_orders)",
-        {"accepted_values_stg_orders_status__placed__shipped__completed__returned__cancelled"},
+        {"stg_orders:accepted_values_stg_orders_status__placed__shipped__completed__returned__cancelled"},
     ),
     "broken_foreign_key": (
         "update raw_payments set order_id = 999999999 where payment_id = (select min(payment_id) from raw_payments)",
-        {"relationships_stg_payments_order_id__order_id__ref_stg_orders_"},
+        {"stg_payments:relationships_stg_payments_order_id__order_id__ref_stg_orders_"},
     ),
     "overpaid_order": (
         "update raw_payments set amount = amount + 1000 where payment_id = (select max(payment_id) from raw_payments)",
-        {"assert_paid_not_above_order_amount"},
+        {"fct_orders:assert_paid_not_above_order_amount"},
     ),
 }
 
@@ -105,10 +106,10 @@ def test_failing_blocking_check_stops_downstream_in_the_same_run(clean_warehouse
         con.execute(DBT_FAULTS["duplicate_ids"][0])
     defs = build(shop_settings(tmp_path))
     graph = defs.resolve_asset_graph()
-    blocking = {k.name for k in graph.asset_check_keys if graph.get_check_spec(k).blocking}
-    assert "unique_stg_orders_order_id" in blocking
+    blocking = {check_name(k) for k in graph.asset_check_keys if graph.get_check_spec(k).blocking}
+    assert "stg_orders:unique_stg_orders_order_id" in blocking
     result = run(defs, daily_selection(defs) - RAW, dg.DagsterInstance.ephemeral(), partition_key=DAY)
-    assert "unique_stg_orders_order_id" in failed_checks(result)
+    assert "stg_orders:unique_stg_orders_order_id" in failed_checks(result)
     done = materialized(result)
     assert "stg_orders" in done
     assert not done & {"fct_orders", "daily_revenue"}, done

@@ -36,7 +36,7 @@ def test_instance_on_postgres_records_runs_and_checks(postgres_server, tmp_path,
         defs = build(shop_settings(tmp_path))
         result = run(defs, daily_selection(defs), instance, partition_key=DAY)
         assert result.success
-        assert "unique_stg_orders_order_id" in passed_checks(result)
+        assert "stg_orders:unique_stg_orders_order_id" in passed_checks(result)
         assert failed_checks(result) == set()
 
         record = instance.get_run_record_by_id(result.run_id)
