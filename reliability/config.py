@@ -11,10 +11,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from reliability.errors import ConfigError
+from reliability.yamlfile import load_yaml_mapping
 
 Tier = Literal["tier1", "tier2", "tier3", "tier4"]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -90,13 +90,7 @@ def parse_policy(raw: object, source: str, field_prefix: str) -> AssetPolicy:
 
 def load_asset_policies(path: Path) -> dict[str, AssetPolicy]:
     """Policies of non-dbt assets, keyed by asset key string (e.g. 'raw_orders')."""
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: asset policy file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    assets = raw.get("assets") if isinstance(raw, dict) else None
+    assets = load_yaml_mapping(path, "asset policy file", {"assets"}).get("assets")
     if not isinstance(assets, dict):
         raise ConfigError(f"{path}: expected a top-level 'assets:' mapping of asset key -> policy")
     return {str(key): parse_policy(value, str(path), f"assets.{key}") for key, value in assets.items()}

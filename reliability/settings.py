@@ -12,10 +12,10 @@ from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from reliability.errors import ConfigError
+from reliability.yamlfile import load_yaml_mapping
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SETTINGS_FILE = REPO_ROOT / "reliability.yaml"
@@ -66,17 +66,7 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     """Read the settings file (default `reliability.yaml` at the repo root) and apply env overrides."""
     env = dict(os.environ if environ is None else environ)
     settings_file = Path(path or env.get("RELIABILITY_SETTINGS") or DEFAULT_SETTINGS_FILE).resolve()
-    try:
-        raw = yaml.safe_load(settings_file.read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{settings_file}: settings file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{settings_file}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{settings_file}: expected a mapping of settings, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(ENV_OVERRIDES))
-    if unknown:
-        raise ConfigError(f"{settings_file}: unknown field(s) {unknown}; known: {sorted(ENV_OVERRIDES)}")
+    raw = load_yaml_mapping(settings_file, "settings file", ENV_OVERRIDES)
     base = settings_file.parent
     values: dict[str, object] = {}
     for field, env_name in ENV_OVERRIDES.items():
