@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import date
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     produce = sub.add_parser("produce", help="produce order events (JSON, schema shop.order v1)")
     produce.add_argument("--topic", default="shop.orders")
     produce.add_argument("--count", type=int, default=1000, help="valid order events")
+    produce.add_argument(
+        "--days",
+        type=int,
+        help="instead of --count: the shop generator's orders of these days (same ids as its payments)",
+    )
+    produce.add_argument(
+        "--end-date", type=date.fromisoformat, default=None, help="last day for --days (default today)"
+    )
+    produce.add_argument("--orders-per-day", type=int, default=1_000, help="generator scale for --days")
+    produce.add_argument("--force", action="store_true", help="with --days: produce days the topic already holds")
     produce.add_argument("--first-id", type=int, default=1, help="order id of the first event")
     produce.add_argument("--seed", type=int, default=42)
     produce.add_argument("--poison", type=int, default=0, help="poison messages to interleave")
@@ -84,6 +95,8 @@ def _produce(args: argparse.Namespace) -> int:
     from reliability.kafka import clients, producer
 
     clients.ensure_topic(args.topic, args.partitions)
+    if args.days is not None:
+        return _produce_days(args)
     stats = producer.produce_orders(
         args.topic,
         args.count,
@@ -96,6 +109,53 @@ def _produce(args: argparse.Namespace) -> int:
     print(
         f"produced {stats.valid} order events and {stats.poison} poison message(s) to {args.topic} "
         f"in {stats.seconds:.1f}s"
+    )
+    return 0
+
+
+def _produce_days(args: argparse.Namespace) -> int:
+    """The generator's orders of `--days` days as events, so payments and customers match them."""
+    from reliability.errors import UserFacingError
+    from reliability.kafka import producer
+    from reliability.kafka.events import POISON_KINDS, encode, event_from_row, poison_event
+    from reliability.shop.generator import ShopScale, days_ending, order_rows
+
+    if args.days < 1 or args.orders_per_day < 1:
+        raise UserFacingError("--days and --orders-per-day must be at least 1")
+    scale = ShopScale(seed=args.seed, orders_per_day=args.orders_per_day)
+    days = days_ending(args.end_date or date.today(), args.days)
+    already = None if args.force else producer.last_produced_day(args.topic)
+    if already is not None:
+        skipped = [d for d in days if d <= already]
+        days = [d for d in days if d > already]
+        if skipped:
+            print(
+                f"{args.topic} already holds orders up to {already}: skipping {len(skipped)} day(s) (--force to resend)"
+            )
+    if not days:
+        print(f"nothing to produce: {args.topic} is up to date")
+        return 0
+    total = 0
+    for day in days:
+        rows = order_rows(scale, day)
+        errors = producer.produce(
+            args.topic,
+            ((str(row[0]).encode(), encode(event_from_row(row))) for row in rows),
+            idempotent=not args.unsafe_retries,
+            rate_per_s=args.rate,
+        )
+        if errors:
+            raise UserFacingError(f"producing to {args.topic} failed: {errors[:3]}")
+        total += len(rows)
+    if args.poison:  # after the valid events (rejected by ingestion whatever ids they carry)
+        producer.produce(
+            args.topic,
+            ((b"poison", poison_event(POISON_KINDS[i % len(POISON_KINDS)], i + 1)) for i in range(args.poison)),
+            idempotent=not args.unsafe_retries,
+        )
+    print(
+        f"produced {total} order events for {len(days)} day(s) {days[0]}..{days[-1]} "
+        f"and {args.poison} poison message(s) to {args.topic}"
     )
     return 0
 

@@ -7,7 +7,7 @@ deterministic from (seed, order_id), so a test or benchmark can recompute what i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -66,6 +66,21 @@ def order_event(seed: int, order_id: int, orders_per_day: int = 1000) -> dict[st
         "ordered_at": ordered_at.isoformat(),
         "status": status,
         "amount": cents / 100,
+    }
+
+
+def event_from_row(row: Sequence[Any]) -> dict[str, Any]:
+    """The event of one generator row (order_id, customer_id, order_date, ordered_at, status, amount)."""
+    order_id, customer_id, order_date, ordered_at, status, amount = row[:6]
+    return {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "order_id": int(order_id),
+        "customer_id": int(customer_id),
+        "order_date": order_date.isoformat(),
+        "ordered_at": ordered_at.isoformat(),
+        "status": status,
+        "amount": float(amount),
     }
 
 

@@ -109,3 +109,45 @@ def produce_orders(
     if stats.errors:
         raise UserFacingError(f"producing to {topic} failed: {stats.errors[:3]}")
     return stats
+
+
+def last_produced_day(topic: str, bootstrap: str | None = None, look_back: int = 100):
+    """Latest `order_date` among the last messages of each partition (None for an empty/missing topic).
+
+    Days are produced in order, so this tells which days a topic already holds without scanning it:
+    `kafka produce --days` skips them, and running the demo twice does not duplicate orders.
+    """
+    import json
+    from datetime import date
+
+    from confluent_kafka import TopicPartition
+
+    reader = clients.consumer("reliability.produce-probe", bootstrap)
+    try:
+        md = reader.list_topics(topic, timeout=10).topics.get(topic)
+        if md is None or md.error is not None:
+            return None
+        latest = None
+        for p in md.partitions:
+            low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high <= low:
+                continue
+            start = max(low, high - look_back)
+            reader.assign([TopicPartition(topic, p, start)])
+            seen = 0
+            while seen < high - start:
+                msgs = reader.consume(look_back, timeout=5)
+                if not msgs:
+                    break
+                for msg in msgs:
+                    if msg.error() is not None:
+                        continue
+                    seen += 1
+                    try:
+                        day = date.fromisoformat(json.loads(msg.value())["order_date"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                    latest = day if latest is None or day > latest else latest
+        return latest
+    finally:
+        reader.close()

@@ -75,3 +75,40 @@ def test_unsafe_producer_profile_is_non_idempotent(kafka_broker, topic_name):
     assert clients.RETRYING_NON_IDEMPOTENT_PRODUCER["enable.idempotence"] is False
     assert clients.RETRYING_NON_IDEMPOTENT_PRODUCER["retries"] > 0
     assert clients.IDEMPOTENT_PRODUCER == {**clients.IDEMPOTENT_PRODUCER, "enable.idempotence": True, "acks": "all"}
+
+
+def test_produce_days_matches_the_generator_and_never_resends_a_day(kafka_broker, topic_name, tmp_path):
+    from datetime import date
+
+    import duckdb
+
+    from reliability.shop.generator import ShopScale, order_rows
+
+    args = (
+        "kafka",
+        "produce",
+        "--topic",
+        topic_name,
+        "--days",
+        "2",
+        "--end-date",
+        "2026-01-05",
+        "--orders-per-day",
+        "50",
+        "--poison",
+        "1",
+    )
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert "produced 100 order events for 2 day(s)" in first.stdout
+    again = cli(*args)
+    assert again.returncode == 0 and "up to date" in again.stdout
+    stats = ingest(tmp_path / "wh.duckdb", topic=topic_name, group_id=f"g.{topic_name}", bootstrap=kafka_broker)
+    assert (stats.rows, stats.rejected) == (100, 1)
+    expected = order_rows(ShopScale(orders_per_day=50), date(2026, 1, 5))
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
+        got = con.execute(
+            "select order_id, customer_id, order_date, ordered_at, status, amount from raw_orders "
+            "where order_date = '2026-01-05' order by order_id"
+        ).fetchall()
+    assert got == [tuple(row[:6]) for row in expected]

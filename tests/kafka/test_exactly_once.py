@@ -18,7 +18,7 @@ from reliability.kafka.ingest import OUTBOX_TABLE
 from reliability.kafka.producer import produce_orders
 from tests.kafka.test_ingest import read_topic
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = pytest.mark.kafka  # about 20 s: not marked slow, so CI always runs it
 
 VALID = 200_000
 POISON = 120
