@@ -102,7 +102,8 @@ def detection_from_freshness_record(record: Any) -> Detection | None:
 
 def detections_from_run_failure(instance: dg.DagsterInstance, record: Any) -> list[Detection]:
     """A failed run: one detection per asset that failed to materialize (or was planned and not
-    materialized; else the run's asset selection; else the job itself)."""
+    materialized) and per asset with a failed check in the run; else the run's asset selection;
+    else the job itself."""
     entry = record.event_log_entry
     run_id = entry.run_id
     run = instance.get_run_by_id(run_id)
@@ -110,21 +111,31 @@ def detections_from_run_failure(instance: dg.DagsterInstance, record: Any) -> li
     assets: list[str] = []
     planned: list[str] = []
     done: set[str] = set()
+    failed_checks: list[str] = []
     of_type = {
         DagsterEventType.ASSET_FAILED_TO_MATERIALIZE,
         DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
         DagsterEventType.ASSET_MATERIALIZATION,
+        DagsterEventType.ASSET_CHECK_EVALUATION,
     }
     for e in instance.all_logs(run_id, of_type=of_type):
+        event_type = e.dagster_event_type
+        if event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = e.dagster_event.event_specific_data
+            if not evaluation.passed:
+                failed_checks.append(evaluation.asset_key.to_user_string())
+            continue
         key = e.dagster_event.asset_key.to_user_string()
-        if e.dagster_event_type == DagsterEventType.ASSET_FAILED_TO_MATERIALIZE:
+        if event_type == DagsterEventType.ASSET_FAILED_TO_MATERIALIZE:
             assets.append(key)
-        elif e.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
+        elif event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
             planned.append(key)
         else:
             done.add(key)
     if not assets:  # storages that do not record failures: planned but never materialized
         assets = [k for k in planned if k not in done]
+    # a blocking check that failed is what failed the run: its asset is affected too
+    assets += [k for k in failed_checks if k not in assets]
     if not assets and run is not None and run.asset_selection:
         assets = [k.to_user_string() for k in run.asset_selection]
     if not assets:

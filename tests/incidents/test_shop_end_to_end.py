@@ -1,0 +1,109 @@
+"""End to end on the shop pipeline: duplicate orders -> one incident, triaged, visible, notified.
+
+Real generator, real DuckDB file, real dbt and Soda checks, real Dagster instance (SQLite storage in
+a temp DAGSTER_HOME), the real detection sensor, and local receivers validating the notification
+payloads.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from reliability.incidents.defs import build_incident_sensor
+from reliability.incidents.detection import RUN_TAG
+from reliability.incidents.store import IncidentStore
+from tests.incidents.receivers import Receiver
+from tests.shop_harness import DAY, build, daily_selection, failed_checks, materialized, run, shop_settings
+
+pytestmark = pytest.mark.slow
+
+RAW = dg.AssetSelection.assets("raw_orders", "raw_customers", "raw_payments")
+DUPLICATE_ORDERS = (
+    "insert into raw_orders select * from raw_orders where order_id in "
+    "(select order_id from raw_orders order by order_id limit 3)"
+)
+ROUTING_KEY = "e2e-routing-key-0000000000000000"
+
+
+@pytest.fixture(scope="module")
+def clean_warehouse(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("clean")
+    defs = build(shop_settings(tmp))
+    result = run(defs, RAW, dg.DagsterInstance.ephemeral(), partition_key=DAY)
+    assert result.success
+    return tmp / "warehouse.duckdb"
+
+
+def test_duplicate_orders_open_one_grouped_triaged_notified_incident(clean_warehouse, tmp_path, monkeypatch):
+    shutil.copy(clean_warehouse, tmp_path / "warehouse.duckdb")
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute(DUPLICATE_ORDERS)
+    receiver = Receiver(ROUTING_KEY)
+    url = f"sqlite:///{tmp_path / 'incidents.db'}"
+    monkeypatch.setenv("RELIABILITY_INCIDENT_STORE_URL", url)
+    monkeypatch.setenv("RELIABILITY_SLACK_WEBHOOK_URL", f"{receiver.base}/slack/T0/B0/e2esecret")
+    monkeypatch.setenv("RELIABILITY_PAGERDUTY_ROUTING_KEY", ROUTING_KEY)
+    monkeypatch.setenv("RELIABILITY_PAGERDUTY_URL", f"{receiver.base}/v2/enqueue")
+    monkeypatch.setenv("RELIABILITY_ALERTMANAGER_URL", receiver.base)
+    defs = build(shop_settings(tmp_path))
+    sensor = build_incident_sensor(store_url=url)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    try:
+        with dg.instance_for_test(temp_dir=str(home)) as instance:
+            # 1. the raw contracts (Soda) run against the loaded day: the duplicate check fails upstream
+            soda = run(defs, dg.AssetSelection.checks_for_assets("raw_orders"), instance)
+            assert "raw_orders:soda_order_id_duplicate" in failed_checks(soda)
+            first = sensor(dg.build_sensor_context(instance=instance, definitions=defs))
+            with IncidentStore(url) as store:
+                incidents = store.list_incidents()
+                assert len(incidents) == 1, [(i.title, i.root_asset) for i in incidents]
+                (incident,) = incidents
+                assert incident.root_asset == "raw_orders"
+
+            # 2. the dbt models run: dbt tests fail downstream, blocking checks stop the marts (run fails)
+            dbt = run(defs, daily_selection(defs) - RAW, instance, partition_key=DAY)
+            assert "stg_orders:unique_stg_orders_order_id" in failed_checks(dbt)
+            assert "fct_orders" not in materialized(dbt)
+            second = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
+            assert "opened 0 incident(s)" in second.skip_reason.skip_message, second.skip_reason.skip_message
+
+            with IncidentStore(url) as store:
+                assert store.count() == 1, [i.title for i in store.list_incidents()]
+                inc = store.get(incident.id)
+            # right root, severity and blast radius (including the revenue exposure)
+            assert inc.root_asset == "raw_orders" and inc.fault_class == "duplicates"
+            assert inc.severity == "SEV1", inc.severity_reason
+            assert "revenue_dashboard" in inc.blast_radius["exposures"]
+            roles = {a.asset_key: a.role for a in inc.assets}
+            assert roles["raw_orders"] == "root" and roles["stg_orders"] == "failing"
+            assert {"fct_orders", "daily_revenue", "revenue_dashboard"} <= set(roles)
+            depth = {a.asset_key: a.depth for a in inc.assets}
+            assert depth["stg_orders"] == 1 and depth["revenue_dashboard"] == 4
+            assert "most upstream failing asset: raw_orders" in inc.root_cause["text"]
+            signals = {e.data.get("signal") for e in inc.timeline if e.kind == "detection"}
+            assert {"soda_order_id_duplicate", "unique_stg_orders_order_id"} <= signals
+            assert any(e.data.get("source") == "run_failure" for e in inc.timeline if e.kind == "detection")
+
+            # visible where engineers look: observations on the asset pages, run tags
+            for key in ("raw_orders", "stg_orders", "revenue_dashboard"):
+                records = instance.fetch_observations(dg.AssetKey(key), limit=1).records
+                assert records, key
+                md = records[0].asset_observation.metadata
+                assert md["incident_id"].value == inc.display_id and md["incident_severity"].value == "SEV1"
+            assert instance.get_run_by_id(dbt.run_id).tags[RUN_TAG] == inc.display_id
+            assert instance.get_run_by_id(soda.run_id).tags[RUN_TAG] == inc.display_id
+
+        # notified once per receiver, payloads valid
+        assert receiver.errors == []
+        pd = receiver.of("pagerduty")
+        assert [b["event_action"] for b in pd] == ["trigger"]
+        assert pd[0]["payload"]["severity"] == "critical" and pd[0]["payload"]["component"] == "raw_orders"
+        assert len(receiver.of("slack")) == 1 and len(receiver.of("alertmanager")) == 1
+    finally:
+        receiver.stop()
