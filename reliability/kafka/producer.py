@@ -128,26 +128,28 @@ def last_produced_day(topic: str, bootstrap: str | None = None, look_back: int =
         if md is None or md.error is not None:
             return None
         latest = None
+        starts, wanted = [], 0
         for p in md.partitions:
             low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high <= low:
-                continue
-            start = max(low, high - look_back)
-            reader.assign([TopicPartition(topic, p, start)])
-            seen = 0
-            while seen < high - start:
-                msgs = reader.consume(look_back, timeout=5)
-                if not msgs:
-                    break
-                for msg in msgs:
-                    if msg.error() is not None:
-                        continue
-                    seen += 1
-                    try:
-                        day = date.fromisoformat(json.loads(msg.value())["order_date"])
-                    except (ValueError, KeyError, TypeError):
-                        continue
-                    latest = day if latest is None or day > latest else latest
+            if high > low:
+                starts.append(TopicPartition(topic, p, max(low, high - look_back)))
+                wanted += high - max(low, high - look_back)
+        if not starts:
+            return None
+        reader.assign(starts)  # the tail of every partition at once
+        seen = 0
+        deadline = time.monotonic() + 10
+        while seen < wanted and time.monotonic() < deadline:
+            # consume() waits for a full batch or the timeout: ask for what is left, wait briefly
+            for msg in reader.consume(wanted - seen, timeout=0.5):
+                if msg.error() is not None:
+                    continue
+                seen += 1
+                try:
+                    day = date.fromisoformat(json.loads(msg.value())["order_date"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+                latest = day if latest is None or day > latest else latest
         return latest
     finally:
         reader.close()
