@@ -547,6 +547,7 @@ def run_tick(
         log.exception("incident sensor: observations failed; will retry on the next tick")
     if deliver:
         try:
+            store.refresh_alertmanager()
             outcome.delivery = deliver_due(store, budget_s=delivery_budget_s, timeout=delivery_timeout_s).to_dict()
         except Exception:  # noqa: BLE001
             log.exception("incident sensor: delivery failed; the outbox keeps every message")

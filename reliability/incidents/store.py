@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, and_, bindparam, create_engine, event, func, or_, select, text
+from sqlalchemy import Connection, Engine, and_, bindparam, case, create_engine, event, func, or_, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from reliability.errors import UserFacingError
@@ -41,7 +41,7 @@ from reliability.incidents.model import (
     format_incident_id,
     utcnow,
 )
-from reliability.incidents.notify import IncidentSnapshot, OutboxMessage, Router
+from reliability.incidents.notify import ALERTMANAGER, IncidentSnapshot, OutboxMessage, Router, alertmanager_payload
 from reliability.incidents.triage import (
     AssetInfo,
     BlastRadius,
@@ -168,6 +168,19 @@ class Incident:
     def active(self) -> bool:
         return Status(self.status) in ACTIVE_STATUSES
 
+    def durations(self) -> dict[str, float | None]:
+        """Seconds: time to detect (impact start -> detection), to acknowledge and to resolve (both
+        from detection) - the MTTD / MTTA / MTTR intervals of one incident."""
+
+        def between(a: datetime | None, b: datetime | None) -> float | None:
+            return round((b - a).total_seconds(), 3) if a and b else None
+
+        return {
+            "to_detect": between(self.impact_started_at, self.detected_at),
+            "to_acknowledge": between(self.detected_at, self.acknowledged_at),
+            "to_resolve": between(self.detected_at, self.resolved_at),
+        }
+
     def snapshot(self, previous_severity: str | None = None) -> IncidentSnapshot:
         return IncidentSnapshot(
             incident_id=self.id,
@@ -208,6 +221,7 @@ class Incident:
             "downstream_count": self.blast_radius.get("downstream_count", 0),
             "exposures": self.blast_radius.get("exposures", []),
             "version": self.version,
+            "durations_s": self.durations(),
         }
         if full:
             out["affected_assets"] = [a.asset_key for a in self.assets if a.role in ("root", "failing")]
@@ -929,6 +943,36 @@ class IncidentStore:
                 )])  # fmt: skip
 
         self._write(apply)
+
+    def refresh_alertmanager(self, now: datetime | None = None, every: timedelta = timedelta(seconds=60)) -> int:
+        """Re-send firing Alertmanager alerts of active incidents (Alertmanager resolves an alert it has
+        not heard of for `resolve_timeout`, 5 min by default; its docs ask clients to resend every
+        30 s - 3 min). Only incidents that already alerted there, with nothing pending, every `every`."""
+        at = now or utcnow()
+        bucket = int(at.timestamp() // every.total_seconds())
+
+        def apply(conn: Connection) -> int:
+            active = [str(s) for s in ACTIVE_STATUSES]
+            rows = conn.execute(
+                select(t.outbox.c.incident_id, t.outbox.c.target, func.max(t.outbox.c.created_at),
+                       func.sum(case((t.outbox.c.status == "pending", 1), else_=0)))
+                .select_from(t.outbox.join(t.incidents, t.incidents.c.id == t.outbox.c.incident_id))
+                .where(and_(t.outbox.c.channel == ALERTMANAGER, t.incidents.c.status.in_(active)))
+                .group_by(t.outbox.c.incident_id, t.outbox.c.target)
+            ).all()  # fmt: skip
+            due = [(inc_id, target) for inc_id, target, last, pending in rows if not pending and last <= at - every]
+            count = 0
+            for inc_id, target in due:
+                inc = self._get_row(conn, inc_id)
+                payload = alertmanager_payload(inc.snapshot(), "trigger")
+                conn.execute(t.outbox.insert(), self._outbox_rows(
+                    [OutboxMessage(ALERTMANAGER, target, "trigger", payload,
+                                   f"{inc_id}:{ALERTMANAGER}:{target}:refresh:{bucket}")], inc_id, at,
+                ))  # fmt: skip
+                count += 1
+            return count
+
+        return int(self._write(apply))  # type: ignore[arg-type]
 
     def outbox_counts(self) -> dict[str, int]:
         with self._read() as conn:

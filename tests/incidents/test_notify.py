@@ -167,3 +167,47 @@ def test_routing_by_severity_and_owner():
     assert Router((Route(("slack",)),), environ={}).targets_for(snap("SEV1", ())) == []
     with pytest.raises(ValueError, match="unknown notification channel"):
         routes_from_config([{"channels": ["email"]}])
+
+
+def test_firing_alerts_are_resent_to_alertmanager_until_resolved(sqlite_url):
+    receiver = Receiver(ROUTING_KEY)
+    env = {"RELIABILITY_ALERTMANAGER_URL": receiver.base}
+    try:
+        with IncidentStore(sqlite_url, router=Router(environ=env)) as store:
+            (inc_id,) = store.ingest([_dup("e1")], shop_graph(), now=T0).opened
+            deliver_due(store, now=T0, environ=env)
+            assert store.refresh_alertmanager(now=T0 + timedelta(seconds=30)) == 0  # too soon
+            assert store.refresh_alertmanager(now=T0 + timedelta(seconds=61)) == 1
+            assert store.refresh_alertmanager(now=T0 + timedelta(seconds=62)) == 0  # one is pending
+            deliver_due(store, now=T0 + timedelta(seconds=62), environ=env)
+            store.resolve(inc_id, "alice", "fixed")
+            deliver_due(store, environ=env)
+            assert store.refresh_alertmanager(now=T0 + timedelta(hours=1)) == 0  # resolved: no resend
+        am = receiver.of("alertmanager")
+        assert len(am) == 3 and "endsAt" not in am[1][0] and am[2][0]["endsAt"]
+        assert am[0][0]["labels"] == am[1][0]["labels"] == am[2][0]["labels"]
+        assert receiver.errors == []
+    finally:
+        receiver.stop()
+
+
+def test_a_hanging_receiver_costs_one_timeout_per_pass_and_loses_nothing(sqlite_url):
+    import time
+
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(16)  # accepts connections, never answers
+    env = env_for(f"http://127.0.0.1:{hang.getsockname()[1]}")
+    try:
+        with IncidentStore(sqlite_url, router=Router(environ=env)) as store:
+            for i in range(5):
+                store.ingest([_dup(f"e{i}", asset=f"asset_{i}")], None, now=T0)
+            assert store.count() == 5  # detection is done before any delivery is tried
+            started = time.perf_counter()
+            report = deliver_due(store, now=T0, environ=env, timeout=0.5, budget_s=5)
+            elapsed = time.perf_counter() - started
+            assert report.retrying == 2 and report.deferred == 8  # SEV3: Slack + Alertmanager, one timeout each
+            assert elapsed < 3.0
+            assert store.outbox_counts() == {"pending": 10}
+    finally:
+        hang.close()
