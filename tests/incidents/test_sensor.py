@@ -65,8 +65,9 @@ def instance(request, tmp_path):
 
 
 @pytest.fixture
-def store(tmp_path):
-    with IncidentStore(f"sqlite:///{tmp_path / 'incidents.db'}", router=Router(environ={})) as s:
+def store(store_url):
+    """The incident store on SQLite and on the real PostgreSQL server."""
+    with IncidentStore(store_url, router=Router(environ={})) as s:
         yield s
 
 

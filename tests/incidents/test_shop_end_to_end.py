@@ -7,6 +7,7 @@ payloads.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def clean_warehouse(tmp_path_factory) -> Path:
     return tmp / "warehouse.duckdb"
 
 
-def test_duplicate_orders_open_one_grouped_triaged_notified_incident(clean_warehouse, tmp_path, monkeypatch):
+def test_duplicate_orders_open_one_grouped_triaged_notified_incident(clean_warehouse, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
     shutil.copy(clean_warehouse, tmp_path / "warehouse.duckdb")
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
         con.execute(DUPLICATE_ORDERS)
@@ -105,5 +107,7 @@ def test_duplicate_orders_open_one_grouped_triaged_notified_incident(clean_wareh
         assert [b["event_action"] for b in pd] == ["trigger"]
         assert pd[0]["payload"]["severity"] == "critical" and pd[0]["payload"]["component"] == "raw_orders"
         assert len(receiver.of("slack")) == 1 and len(receiver.of("alertmanager")) == 1
+        logged = "\n".join(r.getMessage() for r in caplog.records)
+        assert "e2esecret" not in logged and ROUTING_KEY not in logged
     finally:
         receiver.stop()
