@@ -110,9 +110,18 @@ class Router:
                         out[(channel, target)] = None
         return list(out)
 
-    def plan(self, snap: IncidentSnapshot, event: str) -> list[OutboxMessage]:
+    def plan(
+        self, snap: IncidentSnapshot, event: str, already_notified: Sequence[tuple[str, str]] = ()
+    ) -> list[OutboxMessage]:
+        """Messages for one incident change. Receivers that already heard about this incident
+        (`already_notified`) always hear about its acknowledgement and resolution too, even when
+        the process making the change (e.g. the CLI) does not have their secrets in its environment:
+        the deliverer that has them sends it."""
+        targets = dict.fromkeys(self.targets_for(snap))
+        for channel_target in already_notified:
+            targets.setdefault(channel_target, None)
         messages = []
-        for channel, target in self.targets_for(snap):
+        for channel, target in targets:
             if channel == ALERTMANAGER and event == "acknowledge":
                 continue  # Alertmanager has no acknowledgement: the alert stays firing
             if channel == SLACK:
@@ -368,6 +377,9 @@ def deliver_due(
             at = now or utcnow()
             if (item.channel, item.target) in failed_targets or _time.monotonic() - started > budget_s:
                 report.deferred += 1
+                continue
+            if not (os.environ if environ is None else environ).get(item.target):
+                report.deferred += 1  # this process lacks the secret: leave it to one that has it
                 continue
             if not store.claim(item, lease=timedelta(seconds=timeout * 4 + 10), now=at):
                 continue  # another deliverer has it

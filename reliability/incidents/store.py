@@ -428,7 +428,11 @@ class IncidentStore:
 
     def _notify(self, conn: Connection, inc: Incident, event_name: str, now: datetime,
                 previous_severity: str | None = None) -> None:  # fmt: skip
-        rows = self._outbox_rows(self.router.plan(inc.snapshot(previous_severity), event_name), inc.id, now)
+        notified = conn.execute(
+            select(t.outbox.c.channel, t.outbox.c.target).where(t.outbox.c.incident_id == inc.id).distinct()
+        ).all()
+        messages = self.router.plan(inc.snapshot(previous_severity), event_name, [(c, tg) for c, tg in notified])
+        rows = self._outbox_rows(messages, inc.id, now)
         if rows:
             conn.execute(t.outbox.insert(), rows)
 
@@ -715,6 +719,14 @@ class IncidentStore:
             if to == Status.RESOLVED:
                 conn.execute(t.open_incident_keys.delete().where(t.open_incident_keys.c.incident_id == inc.id))
             elif to == Status.REOPENED:
+                owner = conn.execute(
+                    select(t.open_incident_keys.c.incident_id).where(t.open_incident_keys.c.dedup_key == inc.root_asset)
+                ).scalar()
+                if owner is not None and owner != inc.id:
+                    raise InvalidTransition(
+                        f"{format_incident_id(owner)} is already the active incident for {inc.root_asset}; "
+                        f"add to it instead of reopening {inc.display_id}"
+                    )
                 conn.execute(t.open_incident_keys.insert().values(dedup_key=inc.root_asset, incident_id=inc.id))
             message = f"status {current} -> {to}" + (f": {note}" if note else "")
             data = {"from": str(current), "to": str(to), "note": note,

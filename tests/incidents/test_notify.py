@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -211,3 +211,35 @@ def test_a_hanging_receiver_costs_one_timeout_per_pass_and_loses_nothing(sqlite_
             assert store.outbox_counts() == {"pending": 10}
     finally:
         hang.close()
+
+
+def test_ack_from_a_shell_without_secrets_still_reaches_the_receivers_that_were_paged(sqlite_url):
+    receiver = Receiver(ROUTING_KEY)
+    env = env_for(receiver.base)  # the sensor's environment
+    try:
+        with IncidentStore(sqlite_url, router=Router(environ=env)) as sensor_side:
+            now = datetime.now(UTC)
+            (inc_id,) = sensor_side.ingest([_dup("e1", at=now)], shop_graph(), now=now).opened
+            assert deliver_due(sensor_side, environ=env).delivered == 3
+        with IncidentStore(sqlite_url, router=Router(environ={})) as cli_side:  # an engineer's shell
+            cli_side.acknowledge(inc_id, "alice")
+            report = deliver_due(cli_side, environ={})
+            assert report.delivered == 0 and report.retrying == 0 and report.deferred == 2
+        with IncidentStore(sqlite_url, router=Router(environ=env)) as sensor_side:
+            assert deliver_due(sensor_side, environ=env).delivered == 2
+        assert [b["event_action"] for b in receiver.of("pagerduty")] == ["trigger", "acknowledge"]
+        assert len(receiver.of("slack")) == 2 and receiver.errors == []
+    finally:
+        receiver.stop()
+
+
+def test_reopening_is_refused_when_another_incident_owns_the_root(sqlite_url):
+    from reliability.incidents.store import InvalidTransition
+
+    with IncidentStore(sqlite_url, router=Router(environ={})) as store:
+        (first,) = store.ingest([_dup("e1")], None, now=T0).opened
+        store.resolve(first, "alice", "fixed")
+        later = T0 + timedelta(days=1)
+        (second,) = store.ingest([_dup("e2", at=later)], None, now=later).opened
+        with pytest.raises(InvalidTransition, match=f"INC-{second} is already the active incident"):
+            store.reopen(first, "bob")
