@@ -178,3 +178,10 @@ def test_grouping_rules_in_order():
     assert decide("raw_orders", T0, [old], g, policy).action == Action.OPEN
     # without lineage only same-asset grouping applies
     assert decide("daily_revenue", T0, [open_raw], None, policy).action == Action.OPEN
+
+
+def test_the_documented_severity_table_is_the_one_in_the_code():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "reliability/incidents/README.md").read_text()
+    assert severity_table_markdown() in readme
