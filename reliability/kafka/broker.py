@@ -393,7 +393,11 @@ def _stop_pid(pid: int, timeout_s: float = 30.0) -> None:
 
 def down() -> bool:
     """Stop exactly the broker process `up` started (by its recorded pid); False if none was running."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return False  # an external cluster is not ours to stop
     state = state_dir()
+    if running_state(state) is None:
+        return False
     with _locked(state):
         current = running_state(state)
         if current is None:
