@@ -10,6 +10,7 @@ from datetime import date
 def register(subparsers: argparse._SubParsersAction) -> None:
     kafka = subparsers.add_parser("kafka", help="local Kafka broker, order events, ingestion")
     sub = kafka.add_subparsers(dest="kafka_command", metavar="ACTION")
+    kafka.set_defaults(handler=lambda _args: kafka.print_help() or 2)
 
     up = sub.add_parser("up", help="start a local Kafka 4.x broker (or use KAFKA_BOOTSTRAP_SERVERS)")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the broker")
