@@ -158,6 +158,11 @@ def detections_from_run_failure(instance: dg.DagsterInstance, record: Any) -> li
 
 # ------------------------------------------------------------------------------------------ cursor
 SHARDED_MARGIN_S = 300.0  # run-sharded SQLite: re-read this much history each tick (deduplicated)
+FIRST_TICK_LOOKBACK_S = 24 * 3600.0  # a new (or reset) sensor looks this far back for check results
+
+
+def _first_tick_since() -> float:
+    return time.time() - FIRST_TICK_LOOKBACK_S
 
 
 @dataclass
@@ -200,7 +205,9 @@ def _check_records(instance: dg.DagsterInstance, cursor: Cursor, new: Cursor) ->
         from dagster._core.storage.event_log.sql_event_log import RunShardedEventsCursor
 
         if cursor.checks_ts is None:
-            records = _records(instance, dg.EventRecordsFilter(event_type=event_type))
+            records = _records(
+                instance, dg.EventRecordsFilter(event_type=event_type, after_timestamp=_first_tick_since())
+            )
         else:
             since = cursor.checks_ts - SHARDED_MARGIN_S
             after = RunShardedEventsCursor(id=0, run_updated_after=datetime.fromtimestamp(since, UTC))
@@ -210,7 +217,10 @@ def _check_records(instance: dg.DagsterInstance, cursor: Cursor, new: Cursor) ->
         if records:
             new.checks_ts = max([cursor.checks_ts or 0.0] + [r.event_log_entry.timestamp for r in records])
         return records
-    records = _records(instance, dg.EventRecordsFilter(event_type=event_type, after_cursor=cursor.checks))
+    first = _first_tick_since() if cursor.checks is None else None
+    records = _records(
+        instance, dg.EventRecordsFilter(event_type=event_type, after_cursor=cursor.checks, after_timestamp=first)
+    )
     if records:
         new.checks = records[-1].storage_id
     return records
@@ -248,7 +258,7 @@ def _fast_check_detections(instance: dg.DagsterInstance, cursor: Cursor, new: Cu
     run-sharded or consolidated, PostgreSQL, MySQL). None if the storage is not one of those."""
     storage = instance.event_log_storage
     try:
-        from dagster._core.storage.dagster_run import RunsFilter
+        from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES, RunsFilter
         from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as T
         from sqlalchemy import select
     except ImportError:  # pragma: no cover - Dagster moved its internals: use the public API
@@ -264,17 +274,21 @@ def _fast_check_detections(instance: dg.DagsterInstance, cursor: Cursor, new: Cu
             return None
         from dagster._core.storage.event_log.sqlite.sqlite_event_log import RUNLESS_RUN_ID
 
-        since = cursor.checks_ts - SHARDED_MARGIN_S if cursor.checks_ts is not None else None
-        filters = RunsFilter(updated_after=datetime.fromtimestamp(since, UTC)) if since is not None else None
-        run_ids = [r.dagster_run.run_id for r in instance.get_run_records(filters=filters)] + [RUNLESS_RUN_ID]
-        if since is not None:
-            query = query.where(T.c.timestamp > datetime.fromtimestamp(since, UTC).replace(tzinfo=None))
+        since = cursor.checks_ts - SHARDED_MARGIN_S if cursor.checks_ts is not None else _first_tick_since()
+        updated = instance.get_run_records(filters=RunsFilter(updated_after=datetime.fromtimestamp(since, UTC)))
+        # runs still going may not have been "updated" lately, yet keep writing check results
+        going = instance.get_run_records(filters=RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
+        run_ids = list(dict.fromkeys(r.dagster_run.run_id for r in [*updated, *going])) + [RUNLESS_RUN_ID]
+        query = query.where(T.c.timestamp > datetime.fromtimestamp(since, UTC).replace(tzinfo=None))
         for run_id in run_ids:
             with storage.run_connection(run_id) as conn:
                 rows += conn.execute(query.order_by(T.c.id)).fetchall()
     else:
         if cursor.checks is not None:
             query = query.where(T.c.id > cursor.checks)
+        else:  # first tick: recent history only, not every failure ever recorded
+            since = _first_tick_since()
+            query = query.where(T.c.timestamp > datetime.fromtimestamp(since, UTC).replace(tzinfo=None))
         with storage.index_connection() as conn:
             rows = conn.execute(query.order_by(T.c.id).limit(FETCH_LIMIT)).fetchall()
     out: list[Detection] = []
