@@ -6,13 +6,15 @@ offsets are only written afterwards, for lag visibility, never read). A crash an
 replays from the last committed transaction: no row lost, none duplicated.
 
 Poison messages (bad JSON, missing field, wrong type, bad value, unknown schema version) are rejected
-by a vectorised SQL validation in DuckDB and recorded in an outbox table in the same transaction, then
+by a vectorised validation in DuckDB (one typed JSON parse per message; the rule broken is named only
+for the rejected ones) and recorded in an outbox table in the same transaction, then
 published to `<topic>.dlq` with headers naming the error, source topic, partition and offset. After a
 crash between commit and publish, start-up reads the DLQ once and publishes only what is missing, so
 the DLQ also holds every poison message exactly once.
 
-Run as `python -m reliability.kafka.ingest --topic shop.orders --until-caught-up` (used by the crash
-test, which SIGKILLs it) or through the Dagster asset in `reliability.kafka.defs`.
+Run as `python -m reliability.kafka.ingest --topic shop.orders` (one micro-batch up to the current end
+of the topic; `--forever` keeps going, as the crash test does before it SIGKILLs it), as
+`reliability kafka ingest`, or through the Dagster asset in `reliability.kafka.defs`.
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ def _status_list() -> str:
     return ", ".join("'" + s.replace("'", "''") + "'" for s in ORDER_STATUSES)
 
 
-# Each payload is parsed twice in C (json_valid, then one json_extract with a list of paths); the rules
-# then only look at the raw JSON text of each field: its first character gives its JSON type, so no
+# Rules for the payloads the fast path (below) rejected, to name what is wrong. Each is parsed twice in
+# C (json_valid, then one json_extract with a list of paths); the rules then only look at the raw JSON
+# text of each field: its first character gives its JSON type, so no
 # per-field JSON parsing is needed. One CASE names the first rule a message breaks; NULL means valid.
 # Every literal here is one of our constants, never message content.
 _FIELDS = ("schema", "schema_version", "order_id", "customer_id", "order_date", "ordered_at", "status", "amount")
