@@ -35,6 +35,15 @@ PAGERDUTY_URL_ENV = "RELIABILITY_PAGERDUTY_URL"
 PAGERDUTY_DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 DAGSTER_URL_ENV = "RELIABILITY_DAGSTER_URL"  # optional, for links to asset pages
 
+SLACK_HEADER_MAX = 150  # Block Kit limits
+SLACK_FIELD_MAX = 2000
+SLACK_TEXT_MAX = 3000
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 PD_SEVERITY = {"SEV1": "critical", "SEV2": "error", "SEV3": "warning", "SEV4": "info"}
 PD_SUMMARY_MAX = 1024
 PD_DEDUP_MAX = 255
@@ -203,14 +212,14 @@ def slack_payload(snap: IncidentSnapshot, event: str) -> dict[str, object]:
         f"*Impact:* {slack_escape(_impact_line(snap))}",
     ]
     blocks: list[dict[str, object]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _headline(snap, event)[:150]}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+        {"type": "header", "text": {"type": "plain_text", "text": _headline(snap, event)[:SLACK_HEADER_MAX]}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": _clip(f, SLACK_FIELD_MAX)} for f in fields]},
     ]
     link = _asset_link(snap.root_asset)
     if link:
         text = f"<{link}|Open the root asset in Dagster>"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
-    return {"text": head, "blocks": blocks}
+    return {"text": _clip(head, SLACK_TEXT_MAX), "blocks": blocks}
 
 
 def pagerduty_dedup_key(incident_id: int) -> str:

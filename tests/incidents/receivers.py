@@ -22,14 +22,15 @@ def _iso(value: object) -> None:
 
 def validate_slack(body: object) -> None:
     assert isinstance(body, dict) and set(body) <= {"text", "blocks"}, body
-    assert isinstance(body["text"], str) and body["text"]
+    assert isinstance(body["text"], str) and 0 < len(body["text"]) <= 3000
     assert isinstance(body["blocks"], list) and body["blocks"]
     for block in body["blocks"]:
         assert block["type"] in {"header", "section", "context", "divider"}
         if block["type"] == "header":
             assert block["text"]["type"] == "plain_text" and len(block["text"]["text"]) <= 150
         if "fields" in block:
-            assert all(f["type"] == "mrkdwn" and isinstance(f["text"], str) for f in block["fields"])
+            assert len(block["fields"]) <= 10
+            assert all(f["type"] == "mrkdwn" and 0 < len(f["text"]) <= 2000 for f in block["fields"])
 
 
 def validate_pagerduty(body: object, routing_key: str) -> None:

@@ -243,3 +243,19 @@ def test_reopening_is_refused_when_another_incident_owns_the_root(sqlite_url):
         (second,) = store.ingest([_dup("e2", at=later)], None, now=later).opened
         with pytest.raises(InvalidTransition, match=f"INC-{second} is already the active incident"):
             store.reopen(first, "bob")
+
+
+def test_huge_hostile_names_still_give_valid_payloads(sqlite_url):
+    receiver = Receiver(ROUTING_KEY)
+    env = env_for(receiver.base)
+    huge = "<b>&" + "x" * 5000 + "'; DROP TABLE t;--"
+    try:
+        with IncidentStore(sqlite_url, router=Router(environ=env)) as store:
+            detection = Detection("h", huge, Source.ASSET_CHECK, huge, T0, fault_class=FaultClass.DUPLICATES)
+            store.ingest([detection], None, now=T0)
+            deliver_due(store, now=T0, environ=env)
+        assert receiver.errors == []
+        assert len(receiver.of("slack")) == 1 and len(receiver.of("alertmanager")) == 1
+        assert receiver.of("alertmanager")[0][0]["annotations"]["root_asset"] == huge
+    finally:
+        receiver.stop()
