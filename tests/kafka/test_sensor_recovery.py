@@ -89,3 +89,36 @@ def test_sensor_tick_without_any_cluster_reports_err(monkeypatch, tmp_path):
     (ev,) = evaluations_of(result)
     assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR
     assert "reliability kafka up" in ev.description
+
+
+def test_lag_check_reported_by_the_sensor_shows_in_the_ui(kafka_broker, topic_name, tmp_path):
+    """The webserver's GraphQL (what the UI reads) lists the sensor's evaluation under raw_orders."""
+    from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+
+    clients.ensure_topic(topic_name, 1, kafka_broker)
+    group = f"g.{topic_name}"
+    produce_orders(topic_name, 50, bootstrap=kafka_broker)
+    ingest(tmp_path / "wh.duckdb", topic=topic_name, group_id=group, bootstrap=kafka_broker)
+    location = tmp_path / "location.py"
+    location.write_text("from reliability.kafka.defs import defs as kafka_defs\n\ndefs = kafka_defs()\n")
+    query = """query($key: AssetKeyInput!, $name: String!) {
+      assetCheckExecutions(assetKey: $key, checkName: $name, limit: 5) {
+        status evaluation { description metadataEntries { label } }
+      }
+      assetNodes(assetKeys: [$key]) { assetChecksOrError { ... on AssetChecks { checks { name } } } }
+    }"""
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        sensor = kafka_defs.build_lag_sensor({group: kafka_defs.RAW_ORDERS})
+        run_tick(sensor, instance, None)
+        with define_out_of_process_context(str(location), "defs", instance) as context:
+            result = execute_dagster_graphql(
+                context, query, {"key": {"path": ["raw_orders"]}, "name": kafka_defs.LAG_CHECK}
+            )
+    assert result.errors is None
+    (execution,) = result.data["assetCheckExecutions"]
+    assert execution["status"] == "SUCCEEDED" and group in execution["evaluation"]["description"]
+    labels = {entry["label"] for entry in execution["evaluation"]["metadataEntries"]}
+    assert {"total_lag", "time_lag_s", "worst_partition", "status"} <= labels
+    (node,) = result.data["assetNodes"]
+    assert {c["name"] for c in node["assetChecksOrError"]["checks"]} == {kafka_defs.LAG_CHECK, kafka_defs.DLQ_CHECK}
