@@ -47,7 +47,7 @@ class LineageGraph:
     than walking networkx's dict-of-dicts.
     """
 
-    __slots__ = ("keys", "index", "children", "parents", "info")
+    __slots__ = ("keys", "index", "children", "parents", "info", "_static")
 
     def __init__(
         self,
@@ -82,12 +82,21 @@ class LineageGraph:
         self.children: list[tuple[int, ...]] = [tuple(sorted(c)) for c in child_lists]
         self.parents: list[tuple[int, ...]] = [tuple(sorted(p)) for p in parent_lists]
         self.info: list[AssetInfo] = [info.get(k, AssetInfo()) for k in keys]
+        self._static: list[tuple[str, tuple[str, ...], int | None, bool, str]] | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def __contains__(self, key: object) -> bool:
         return key in self.index
+
+    def static_rows(self) -> list[tuple[str, tuple[str, ...], int | None, bool, str]]:
+        """Per node (key, owners, tier, partitioned, kind), built once: the blast radius hot loop."""
+        rows = getattr(self, "_static", None)
+        if rows is None:
+            rows = [(k, i.owners, i.tier, i.partitioned, i.kind) for k, i in zip(self.keys, self.info, strict=True)]
+            self._static = rows
+        return rows
 
     def asset_info(self, key: str) -> AssetInfo:
         i = self.index.get(key)
@@ -239,15 +248,15 @@ def blast_radius(graph: LineageGraph, roots: Sequence[str], failed_partition: st
 
     unique_roots = tuple(dict.fromkeys(roots))
     out = [impacted(r, 0, graph.asset_info(r)) for r in unique_roots]
-    keys, infos = graph.keys, graph.info
+    static = graph.static_rows()
     all_parts = (failed_partition,) if failed_partition else (ALL_PARTITIONS,)
-    append = out.append
+    append, make, cls = out.append, tuple.__new__, ImpactedAsset
     for depth, level in enumerate(graph.downstream_levels(unique_roots), start=1):
         level.sort()  # deterministic order: by position in the graph
         for i in level:
-            info = infos[i]
-            append(ImpactedAsset(keys[i], depth, info.owners, info.tier, all_parts if info.partitioned else (),
-                                 info.kind))  # fmt: skip
+            key, owners, tier, partitioned, kind = static[i]
+            # tuple.__new__ skips NamedTuple's argument handling: this loop runs 10k times for hubs
+            append(make(cls, (key, depth, owners, tier, all_parts if partitioned else (), kind)))
     return BlastRadius(unique_roots, tuple(out))
 
 
