@@ -168,26 +168,30 @@ def _first_tick_since() -> float:
 @dataclass
 class Cursor:
     """Event-log positions. `checks` is a global storage id; on run-sharded SQLite storage (Dagster's
-    default, where ids are per run) `checks_ts` is used instead: events newer than it minus a margin
-    are re-read and deduplicated by the store."""
+    default, where ids are per run) `shards` keeps the last id per run shard of the runs updated
+    within `checks_ts` minus a margin (plus runs in progress and the runless shard); a run shard not
+    in it is read from that time on, and anything read twice is deduplicated by the store."""
 
     checks: int | None = None
     checks_ts: float | None = None
     freshness: int | None = None
     runs: str | None = None
+    shards: dict[str, int] | None = None  # run-sharded SQLite: last storage id read per run shard
 
     @classmethod
     def parse(cls, raw: str | None) -> Cursor:
         if not raw:
             return cls()
         data = json.loads(raw)
-        return cls(data.get("checks"), data.get("checks_ts"), data.get("freshness"), data.get("runs"))
+        return cls(data.get("checks"), data.get("checks_ts"), data.get("freshness"), data.get("runs"),
+                   data.get("shards"))  # fmt: skip
 
     def dumps(self) -> str:
         return json.dumps(
-            {"checks": self.checks, "checks_ts": self.checks_ts, "freshness": self.freshness, "runs": self.runs},
+            {"checks": self.checks, "checks_ts": self.checks_ts, "freshness": self.freshness, "runs": self.runs,
+             "shards": self.shards},
             sort_keys=True,
-        )
+        )  # fmt: skip
 
 
 def _records(instance: dg.DagsterInstance, records_filter: dg.EventRecordsFilter) -> Sequence[Any]:
@@ -279,10 +283,21 @@ def _fast_check_detections(instance: dg.DagsterInstance, cursor: Cursor, new: Cu
         # runs still going may not have been "updated" lately, yet keep writing check results
         going = instance.get_run_records(filters=RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
         run_ids = list(dict.fromkeys(r.dagster_run.run_id for r in [*updated, *going])) + [RUNLESS_RUN_ID]
-        query = query.where(T.c.timestamp > datetime.fromtimestamp(since, UTC).replace(tzinfo=None))
+        since_naive = datetime.fromtimestamp(since, UTC).replace(tzinfo=None)
+        known = cursor.shards or {}
+        positions: dict[str, int] = {}
         for run_id in run_ids:
+            last = known.get(run_id)
+            # a shard read before continues after its last id; a new one starts at the time window
+            shard_query = query.where(T.c.id > last) if last is not None else query.where(T.c.timestamp > since_naive)
             with storage.run_connection(run_id) as conn:
-                rows += conn.execute(query.order_by(T.c.id)).fetchall()
+                got = conn.execute(shard_query.order_by(T.c.id)).fetchall()
+            rows += got
+            if got:
+                positions[run_id] = got[-1][0]
+            elif last is not None:
+                positions[run_id] = last
+        new.shards = positions  # only runs still in the window: the cursor stays small
     else:
         if cursor.checks is not None:
             query = query.where(T.c.id > cursor.checks)
@@ -315,7 +330,7 @@ def _fast_check_detections(instance: dg.DagsterInstance, cursor: Cursor, new: Cu
 def read_detections(instance: dg.DagsterInstance, cursor: Cursor) -> tuple[list[Detection], Cursor]:
     """New detections since `cursor`, in event order, and the cursor after them."""
     out: list[Detection] = []
-    new = Cursor(cursor.checks, cursor.checks_ts, cursor.freshness, cursor.runs)
+    new = Cursor(cursor.checks, cursor.checks_ts, cursor.freshness, cursor.runs, cursor.shards)
     fast = _fast_check_detections(instance, cursor, new)
     if fast is None:
         fast = [detection_from_check_record(r) for r in _check_records(instance, cursor, new)]

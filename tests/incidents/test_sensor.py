@@ -113,7 +113,7 @@ def test_sensor_groups_upstream_and_downstream_check_failures_into_one_incident(
         assert "Blast radius" in md["incident_summary"].value
     # next tick: nothing new; a lost cursor (sensor reset) re-reads history without duplicating
     second = tick(instance, store, first.cursor)
-    assert "0 new detection(s)" in second.skip_reason.skip_message
+    assert "0 new detection(s) (0 already seen)" in second.skip_reason.skip_message  # nothing re-read
     reset = tick(instance, store, None)
     assert "opened 0" in reset.skip_reason.skip_message and store.count() == 1
     assert store.get(inc.id).detection_count == 2
