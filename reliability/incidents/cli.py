@@ -162,6 +162,8 @@ def _show(inc: Any) -> None:
         ("resolved", _ts(inc.resolved_at)), ("root-cause hint", inc.root_cause.get("text", "-")),
         ("exposures reached", ", ".join(inc.blast_radius.get("exposures", [])) or "-"),
         ("detections", inc.detection_count),
+        ("durations (s)", ", ".join(f"{k.replace('_', ' ')} {v if v is not None else '-'}"
+                                    for k, v in inc.durations().items())),
     ):  # fmt: skip
         head.add_row(_t(label), _t(value))
     console.print(head)
