@@ -17,6 +17,7 @@ from reliability.dbt import defs as dbt_area
 from reliability.dbt.project import dbt_policies, load_manifest
 from reliability.errors import ConfigError
 from reliability.incidents import defs as incidents_area
+from reliability.kafka import defs as kafka_area
 from reliability.settings import Settings, get_settings
 from reliability.shop import defs as shop_area
 
@@ -58,7 +59,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     }
     areas = [dbt_area.defs(settings), incidents_area.defs(settings), contracts_area.defs(settings)]
     if settings.shop_demo:
-        areas.append(shop_area.defs(settings))
+        areas += [shop_area.defs(settings), kafka_area.defs(settings)]
     merged = dg.Definitions.merge(*areas)
     return _with_policies(merged, policies)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from dagster import DailyPartitionsDefinition
 from dagster_duckdb import DuckDBResource
 
@@ -17,6 +19,8 @@ def daily_partitions(settings: Settings) -> DailyPartitionsDefinition:
     return DailyPartitionsDefinition(start_date=settings.partitions_start_date.isoformat())
 
 
+@lru_cache(maxsize=8)
 def warehouse_resource(settings: Settings) -> DuckDBResource:
+    """The one `warehouse` resource per settings: areas share the object, so merging them agrees."""
     settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     return DuckDBResource(database=str(settings.warehouse_path))

@@ -1,9 +1,10 @@
-"""Shared fixtures: a real PostgreSQL server, fresh databases, isolated settings."""
+"""Shared fixtures: a real PostgreSQL server and fresh databases, a real Kafka broker and fresh topics."""
 
 from __future__ import annotations
 
 import itertools
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -30,3 +31,23 @@ def postgres_server() -> Iterator[object]:
 def pg_url(postgres_server) -> str:
     """URL of a fresh, empty database on the session's PostgreSQL server."""
     return postgres_server.create_database(f"test_{os.getpid()}_{next(_database_counter)}")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[str]:
+    """Bootstrap servers of a running broker; stopped at the end only if this session started it."""
+    from reliability.kafka import broker
+
+    bootstrap, started = broker.up(timeout_s=120)
+    try:
+        yield bootstrap
+    finally:
+        if started:
+            broker.down()
+
+
+@pytest.fixture
+def topic_name(request) -> str:
+    """A fresh Kafka topic name per test (topics are never shared between tests)."""
+    name = "".join(ch if ch.isalnum() else "-" for ch in request.node.name)[:60]
+    return f"test.{name}.{uuid.uuid4().hex[:8]}"

@@ -35,13 +35,14 @@ def run(
     selection: dg.AssetSelection,
     instance: dg.DagsterInstance,
     partition_key: str | None = None,
+    resources: dict | None = None,
 ) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [*(defs.assets or []), *(defs.asset_checks or [])],
         selection=selection,
         partition_key=partition_key,
         instance=instance,
-        resources=defs.resources,
+        resources=resources if resources is not None else defs.resources,
         raise_on_error=False,
     )
 

@@ -118,8 +118,8 @@ def _produce_days(args: argparse.Namespace) -> int:
     """The generator's orders of `--days` days as events, so payments and customers match them."""
     from reliability.errors import UserFacingError
     from reliability.kafka import producer
-    from reliability.kafka.events import POISON_KINDS, encode, event_from_row, poison_event
-    from reliability.shop.generator import ShopScale, days_ending, order_rows
+    from reliability.kafka.events import POISON_KINDS, poison_event
+    from reliability.shop.generator import ShopScale, days_ending
 
     if args.days < 1 or args.orders_per_day < 1:
         raise UserFacingError("--days and --orders-per-day must be at least 1")
@@ -136,18 +136,9 @@ def _produce_days(args: argparse.Namespace) -> int:
     if not days:
         print(f"nothing to produce: {args.topic} is up to date")
         return 0
-    total = 0
-    for day in days:
-        rows = order_rows(scale, day)
-        errors = producer.produce(
-            args.topic,
-            ((str(row[0]).encode(), encode(event_from_row(row))) for row in rows),
-            idempotent=not args.unsafe_retries,
-            rate_per_s=args.rate,
-        )
-        if errors:
-            raise UserFacingError(f"producing to {args.topic} failed: {errors[:3]}")
-        total += len(rows)
+    total = producer.produce_shop_days(
+        args.topic, days, scale, idempotent=not args.unsafe_retries, rate_per_s=args.rate
+    )
     if args.poison:  # after the valid events (rejected by ingestion whatever ids they carry)
         producer.produce(
             args.topic,

@@ -102,14 +102,14 @@ def dlq_check_result(depth: int, rejected_now: int, by_error: Mapping[str, int])
     check_specs=[dg.AssetCheckSpec(DLQ_CHECK, asset=RAW_ORDERS, description="Poison messages in the DLQ")],
 )
 def raw_orders(
-    context: dg.AssetExecutionContext, config: IngestRunConfig, kafka_warehouse: DuckDBResource, kafka: KafkaSource
+    context: dg.AssetExecutionContext, config: IngestRunConfig, warehouse: DuckDBResource, kafka: KafkaSource
 ):
     from reliability.kafka import clients
     from reliability.kafka.ingest import Ingestor, dlq_depth
 
     bootstrap = kafka.bootstrap()
     clients.ensure_topic(kafka.topic, kafka.partitions, bootstrap)
-    with kafka_warehouse.get_connection() as con:
+    with warehouse.get_connection() as con:
         ingestor = Ingestor(
             None,
             topic=kafka.topic,
@@ -331,6 +331,5 @@ def defs(settings: Settings | None = None) -> dg.Definitions:
         asset_checks=[kafka_consumer_lag],
         jobs=[ingest_job],
         sensors=[kafka_orders_sensor, build_lag_sensor()],
-        # own key: the shop area's "warehouse" resource is a different object, and merge() refuses that
-        resources={"kafka_warehouse": warehouse_resource(settings), "kafka": KafkaSource()},
+        resources={"warehouse": warehouse_resource(settings), "kafka": KafkaSource()},
     )

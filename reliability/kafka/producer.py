@@ -7,12 +7,17 @@ retries: it exists to inject exactly those faults.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING
 
 from reliability.errors import UserFacingError
 from reliability.kafka import clients
 from reliability.kafka.events import POISON_KINDS, order_events, poison_event
+
+if TYPE_CHECKING:
+    from reliability.shop.generator import ShopScale
 
 
 @dataclass
@@ -153,3 +158,31 @@ def last_produced_day(topic: str, bootstrap: str | None = None, look_back: int =
         return latest
     finally:
         reader.close()
+
+
+def produce_shop_days(
+    topic: str,
+    days: Sequence[date],
+    scale: ShopScale,
+    bootstrap: str | None = None,
+    idempotent: bool = True,
+    rate_per_s: float | None = None,
+) -> int:
+    """The shop generator's orders of `days` as events (same ids as its payments); returns the count."""
+    from reliability.kafka.events import encode, event_from_row
+    from reliability.shop.generator import order_rows
+
+    total = 0
+    for day in days:
+        rows = order_rows(scale, day)
+        errors = produce(
+            topic,
+            ((str(row[0]).encode(), encode(event_from_row(row))) for row in rows),
+            bootstrap=bootstrap,
+            idempotent=idempotent,
+            rate_per_s=rate_per_s,
+        )
+        if errors:
+            raise UserFacingError(f"producing to {topic} failed: {errors[:3]}")
+        total += len(rows)
+    return total

@@ -1,4 +1,8 @@
-"""The demo shop's raw tables as daily-partitioned assets, written by the deterministic generator."""
+"""The demo shop's customers and payments as daily-partitioned assets, written by the generator.
+
+Orders reach `raw_orders` through Kafka (reliability.kafka); the generator still makes them for bulk
+loads and benchmarks (`reliability shop generate`).
+"""
 
 
 from datetime import date
@@ -10,7 +14,7 @@ from reliability.resources import DUCKDB_POOL, daily_partitions, warehouse_resou
 from reliability.settings import Settings
 from reliability.shop.generator import ShopScale, write_partition
 
-GENERATED_TABLES = ("raw_customers", "raw_orders", "raw_payments")
+GENERATED_TABLES = ("raw_customers", "raw_payments")
 
 
 class ShopGenerator(dg.ConfigurableResource):
@@ -39,9 +43,9 @@ def _raw_table_asset(table: str, partitions_def: dg.PartitionsDefinition) -> dg.
     return raw_table
 
 
-def defs(settings: Settings, tables: tuple[str, ...] = GENERATED_TABLES) -> dg.Definitions:
+def defs(settings: Settings) -> dg.Definitions:
     partitions_def = daily_partitions(settings)
     return dg.Definitions(
-        assets=[_raw_table_asset(table, partitions_def) for table in tables],
+        assets=[_raw_table_asset(table, partitions_def) for table in GENERATED_TABLES],
         resources={"warehouse": warehouse_resource(settings), "shop_generator": ShopGenerator()},
     )

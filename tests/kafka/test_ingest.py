@@ -131,7 +131,7 @@ def test_dagster_asset_materializes_raw_orders_with_dlq_check(kafka_broker, topi
     produce_orders(topic_name, 2000, poison_count=3, bootstrap=kafka_broker)
     warehouse = tmp_path / "wh.duckdb"
     resources = {
-        "kafka_warehouse": DuckDBResource(database=str(warehouse)),
+        "warehouse": DuckDBResource(database=str(warehouse)),
         "kafka": kafka_defs.KafkaSource(bootstrap_servers=kafka_broker, topic=topic_name, group_id=f"g.{topic_name}"),
     }
     selection = dg.AssetSelection.assets(kafka_defs.RAW_ORDERS).without_checks() | dg.AssetSelection.checks(
@@ -199,7 +199,7 @@ def test_lag_check_can_be_run_by_hand(kafka_broker, topic_name, tmp_path):
     ingest(tmp_path / "wh.duckdb", topic=topic_name, group_id=group, bootstrap=kafka_broker)
     produce_orders(topic_name, 30, first_id=101, bootstrap=kafka_broker)
     resources = {
-        "kafka_warehouse": DuckDBResource(database=str(tmp_path / "wh.duckdb")),
+        "warehouse": DuckDBResource(database=str(tmp_path / "wh.duckdb")),
         "kafka": kafka_defs.KafkaSource(bootstrap_servers=kafka_broker, topic=topic_name, group_id=group),
     }
     result = dg.materialize(
