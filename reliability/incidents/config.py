@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import yaml
-
 from reliability.errors import ConfigError
 from reliability.incidents.grouping import GroupingPolicy
 from reliability.incidents.notify import Route, routes_from_config
+from reliability.yamlfile import load_yaml_mapping
 
 CONFIG_ENV = "RELIABILITY_INCIDENTS_CONFIG"
 DEFAULT_CONFIG = Path(__file__).with_name("incidents.yaml")
@@ -33,17 +32,7 @@ class IncidentsConfig:
 
 def load_incidents_config(path: Path | None = None) -> IncidentsConfig:
     file = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
-    try:
-        raw = yaml.safe_load(file.read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{file}: incidents config not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{file}: expected a mapping with {sorted(KNOWN_KEYS)}")
-    unknown = sorted(set(raw) - KNOWN_KEYS)
-    if unknown:
-        raise ConfigError(f"{file}: unknown field(s) {unknown}; known: {sorted(KNOWN_KEYS)}")
+    raw = load_yaml_mapping(file, "incidents config", KNOWN_KEYS)
     grouping = raw.get("grouping") or {}
     try:
         policy = GroupingPolicy(
