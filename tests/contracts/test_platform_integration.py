@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +12,7 @@ import pytest
 
 from reliability.definitions import build_definitions
 from reliability.settings import load_settings
+from reliability.shop.generator import ShopScale, generate
 
 DAY = "2026-11-20"
 RAW = ("raw_orders", "raw_customers", "raw_payments")
@@ -20,11 +22,13 @@ def _defs(folder: Path) -> dg.Definitions:
     return build_definitions(load_settings(environ={"RELIABILITY_WAREHOUSE": str(folder / "warehouse.duckdb")}))
 
 
-def _run(defs: dg.Definitions, selection: dg.AssetSelection) -> dg.ExecuteInProcessResult:
+def _run(
+    defs: dg.Definitions, selection: dg.AssetSelection, partition_key: str | None = DAY
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [*defs.assets, *defs.asset_checks],
         selection=selection,
-        partition_key=DAY,
+        partition_key=partition_key,
         instance=dg.DagsterInstance.ephemeral(),
         resources=defs.resources,
         raise_on_error=False,
@@ -45,11 +49,22 @@ def _soda(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], bool]:
     }
 
 
+def _raw_soda_checks(defs: dg.Definitions) -> dg.AssetSelection:
+    keys = defs.resolve_asset_graph().asset_check_keys
+    return dg.AssetSelection.checks(
+        *[k for k in keys if k.asset_key.to_user_string() in RAW and k.name.startswith("soda_")]
+    )
+
+
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory) -> Path:
-    """One day of raw data loaded through Dagster, with the raw contracts checked in that run."""
+    """One day of raw data (customers and payments through Dagster, orders bulk-loaded by the generator:
+    in the platform they arrive through Kafka), with the raw contracts checked."""
     folder = tmp_path_factory.mktemp("platform")
-    result = _run(_defs(folder), dg.AssetSelection.assets(*RAW))
+    defs = _defs(folder)
+    assert _run(defs, dg.AssetSelection.assets("raw_customers", "raw_payments")).success
+    generate(str(folder / "warehouse.duckdb"), [date.fromisoformat(DAY)], ShopScale(), tables=("raw_orders",))
+    result = _run(defs, _raw_soda_checks(defs), partition_key=None)  # checks read whole tables
     assert result.success
     soda = _soda(result)
     assert {asset for asset, _ in soda} == set(RAW) and all(soda.values())
@@ -73,7 +88,7 @@ def test_a_failing_raw_contract_check_stops_dbt_in_the_same_run(loaded: Path, tm
             "insert into raw_orders select * from raw_orders where order_id = (select min(order_id) from raw_orders)"
         )
     defs = _defs(tmp_path)
-    selection = _daily_without_raw(defs) | dg.AssetSelection.checks_for_assets(*RAW)
+    selection = _daily_without_raw(defs) | _raw_soda_checks(defs)
     result = _run(defs, selection)
     assert not result.success
     assert [k for k, ok in _soda(result).items() if not ok] == [("raw_orders", "soda_order_id_duplicate")]
