@@ -35,6 +35,10 @@ class WarehouseDbtResource(DbtCliResource):
     def cli(self, args, **kwargs):  # same signature as the parent
         # dagster-dbt passes os.environ to dbt; profiles.yml reads the warehouse path from it.
         os.environ["RELIABILITY_WAREHOUSE"] = self.warehouse_path
+        # A subset run (one partition of one model) runs a test only when all the test's parents are
+        # selected or upstream of the selection: a relationships test never runs against a parent that
+        # this run does not build and that may not be loaded yet.
+        os.environ.setdefault("DBT_INDIRECT_SELECTION", "buildable")
         return super().cli(args, **kwargs)
 
 

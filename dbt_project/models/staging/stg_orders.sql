@@ -1,6 +1,9 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='order_date',
           tags=['daily']) }}
 
+-- Built after stg_customers so its relationships test never sees a half-loaded parent:
+-- depends_on: {{ ref('stg_customers') }}
+
 select
     cast(order_id as bigint) as order_id,
     cast(customer_id as bigint) as customer_id,

@@ -1,6 +1,9 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='payment_date',
           tags=['daily']) }}
 
+-- Built after stg_orders so its relationships test never sees a half-loaded parent:
+-- depends_on: {{ ref('stg_orders') }}
+
 select
     cast(payment_id as bigint) as payment_id,
     cast(order_id as bigint) as order_id,
