@@ -130,3 +130,16 @@ def test_failing_blocking_check_stops_downstream_in_the_same_run(clean_warehouse
     with duckdb.connect(str(warehouse), read_only=True) as con:
         tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
     assert "fct_orders" not in tables
+
+
+def test_partition_by_partition_subset_runs_never_trip_relationships_tests(clean_warehouse, tmp_path):
+    """A backfill runs models as their parents land: stg_customers alone first, then stg_orders. The
+    relationships test of stg_orders must not run (and fail) before stg_orders exists."""
+    _copy(clean_warehouse, tmp_path)
+    defs = build(shop_settings(tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    customers = run(defs, dg.AssetSelection.assets("stg_customers"), instance, partition_key=DAY)
+    assert customers.success and failed_checks(customers) == set()
+    orders = run(defs, dg.AssetSelection.assets("stg_orders"), instance, partition_key=DAY)
+    assert orders.success and failed_checks(orders) == set()
+    assert "stg_orders:relationships_stg_orders_customer_id__customer_id__ref_stg_customers_" in passed_checks(orders)
