@@ -6,5 +6,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export SODA_CORE_TELEMETRY_ENABLED=false DO_NOT_TRACK=1
 .venv/bin/ruff check .
+# Start the broker up front (the first start resolves Kafka from Maven Central); stop it afterwards
+# only if this script started it.
+if ! .venv/bin/reliability kafka status >/dev/null 2>&1; then
+  trap '.venv/bin/reliability kafka down >/dev/null 2>&1 || true' EXIT
+fi
 .venv/bin/reliability kafka up
 .venv/bin/python -m pytest -q --durations=15 "$@"
