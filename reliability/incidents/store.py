@@ -56,6 +56,12 @@ MAX_RETRIES = 30
 _IN_CHUNK = 500
 
 
+def _chunks(values: list) -> Iterator[list]:
+    """Slices of at most _IN_CHUNK values: bound parameters of one IN (...) stay within every driver's limit."""
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
+
+
 class IncidentNotFound(UserFacingError):
     pass
 
@@ -473,8 +479,7 @@ class IncidentStore:
             unique.setdefault(d.detection_key, d)
         keys = list(unique)
         seen: set[str] = set()
-        for i in range(0, len(keys), _IN_CHUNK):
-            chunk = keys[i : i + _IN_CHUNK]
+        for chunk in _chunks(keys):
             seen.update(
                 conn.execute(
                     select(t.detections.c.detection_key).where(t.detections.c.detection_key.in_(chunk))
@@ -1010,10 +1015,8 @@ class IncidentStore:
                 return []
             assets: dict[int, list[IncidentAsset]] = {}
             ids = [i.id for i, _ in incidents]
-            for chunk in range(0, len(ids), _IN_CHUNK):
-                for r in conn.execute(
-                    select(t.incident_assets).where(t.incident_assets.c.incident_id.in_(ids[chunk : chunk + _IN_CHUNK]))
-                ):
+            for chunk in _chunks(ids):
+                for r in conn.execute(select(t.incident_assets).where(t.incident_assets.c.incident_id.in_(chunk))):
                     assets.setdefault(r.incident_id, []).append(
                         IncidentAsset(r.asset_key, r.role, r.depth, r.tier, list(_loads(r.owners, [])), r.kind)  # type: ignore[call-overload]
                     )
@@ -1024,9 +1027,8 @@ class IncidentStore:
 
         def apply(conn: Connection) -> None:
             ids = list(marks)
-            for chunk in range(0, len(ids), _IN_CHUNK):
-                part = ids[chunk : chunk + _IN_CHUNK]
-                conn.execute(t.observation_marks.delete().where(t.observation_marks.c.incident_id.in_(part)))
+            for chunk in _chunks(ids):
+                conn.execute(t.observation_marks.delete().where(t.observation_marks.c.incident_id.in_(chunk)))
             conn.execute(
                 t.observation_marks.insert(),
                 [{"incident_id": k, "version": v, "signature": sig} for k, (v, sig) in marks.items()],
@@ -1122,8 +1124,7 @@ class _BatchState:
         active = [str(s) for s in ACTIVE_STATUSES]
         names = list(candidates)
         ids_found: set[int] = set()
-        for i in range(0, len(names), _IN_CHUNK):
-            chunk = names[i : i + _IN_CHUNK]
+        for chunk in _chunks(names):
             ids_found.update(
                 conn.execute(
                     select(t.incident_assets.c.incident_id).where(t.incident_assets.c.asset_key.in_(chunk))
@@ -1133,10 +1134,10 @@ class _BatchState:
                 select(t.incidents.c.id).where(t.incidents.c.root_asset.in_(chunk))
             ).scalars())  # fmt: skip
         found = list(ids_found)
-        for i in range(0, len(found), _IN_CHUNK):
+        for chunk in _chunks(found):
             rows = conn.execute(
                 select(t.incidents).where(and_(
-                    t.incidents.c.id.in_(found[i : i + _IN_CHUNK]),
+                    t.incidents.c.id.in_(chunk),
                     or_(t.incidents.c.status.in_(active),
                         and_(t.incidents.c.status == str(Status.RESOLVED),
                              t.incidents.c.resolved_at >= cutoff)),
@@ -1149,8 +1150,7 @@ class _BatchState:
                 state.assets[inc.id] = set()
                 state.signals[inc.id] = {}
         ids = list(state.incidents)
-        for i in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[i : i + _IN_CHUNK]
+        for chunk in _chunks(ids):
             for r in conn.execute(
                 select(t.incident_assets.c.incident_id, t.incident_assets.c.asset_key, t.incident_assets.c.role).where(
                     t.incident_assets.c.incident_id.in_(chunk)
