@@ -69,22 +69,26 @@ def produce(
     return errors
 
 
-def poison_positions(count: int, poison_count: int) -> dict[int, str]:
-    """Evenly spread positions (0-based, within `count` valid messages) -> poison kind, deterministic."""
-    if poison_count <= 0:
-        return {}
-    step = max(1, count // poison_count)
-    return {(i * step + step // 2) % max(1, count): POISON_KINDS[i % len(POISON_KINDS)] for i in range(poison_count)}
+def poison_positions(count: int, poison_count: int) -> dict[int, list[str]]:
+    """Evenly spread positions (0-based, before the valid message at that position) -> poison kinds,
+    deterministic. Every requested poison message gets a place, even with more poison than orders."""
+    positions: dict[int, list[str]] = {}
+    step = count / poison_count if poison_count > 0 else 0
+    for i in range(max(0, poison_count)):
+        positions.setdefault(int(i * step + step / 2), []).append(POISON_KINDS[i % len(POISON_KINDS)])
+    return positions
 
 
 def order_stream(seed: int, first_id: int, count: int, poison_count: int = 0) -> Iterable[tuple[bytes | None, bytes]]:
     """`count` valid order events with `poison_count` poison messages interleaved."""
     poison_at = poison_positions(count, poison_count)
     for position, pair in enumerate(order_events(seed, first_id, count)):
-        kind = poison_at.get(position)
-        if kind is not None:
+        for kind in poison_at.pop(position, ()):
             yield b"poison", poison_event(kind, first_id + position)
         yield pair
+    for position, kinds in sorted(poison_at.items()):  # no valid message left to precede (count == 0)
+        for kind in kinds:
+            yield b"poison", poison_event(kind, first_id + position)
 
 
 def produce_orders(
@@ -99,9 +103,10 @@ def produce_orders(
 ) -> ProduceStats:
     """Produce `count` valid orders (ids first_id..) plus `poison_count` poison messages."""
     positions = poison_positions(count, poison_count)
-    stats = ProduceStats(valid=count, poison=len(positions))
-    for kind in positions.values():
-        stats.poison_by_kind[kind] = stats.poison_by_kind.get(kind, 0) + 1
+    stats = ProduceStats(valid=count, poison=sum(map(len, positions.values())))
+    for kinds in positions.values():
+        for kind in kinds:
+            stats.poison_by_kind[kind] = stats.poison_by_kind.get(kind, 0) + 1
     started = time.monotonic()
     stats.errors = produce(
         topic,

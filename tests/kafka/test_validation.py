@@ -74,3 +74,12 @@ def test_broken_bytes_and_edge_values(con):
         6: "invalid_encoding",
         7: "unknown_schema",
     }
+
+
+@pytest.mark.parametrize(("count", "poison"), [(0, 5), (3, 10), (10, 3), (1000, 120)])
+def test_every_requested_poison_message_is_produced(count: int, poison: int) -> None:
+    from reliability.kafka.producer import order_stream
+
+    stream = list(order_stream(seed=1, first_id=1, count=count, poison_count=poison))
+    assert sum(1 for key, _ in stream if key == b"poison") == poison
+    assert len(stream) == count + poison
