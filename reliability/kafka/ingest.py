@@ -5,9 +5,11 @@ ONE DuckDB transaction; on start the consumer is assigned those stored offsets (
 offsets are only written afterwards, for lag visibility, never read). A crash anywhere therefore
 replays from the last committed transaction: no row lost, none duplicated.
 
-Poison messages (bad JSON, missing field, wrong type, bad value, unknown schema version) are rejected
-by a vectorised validation in DuckDB (one typed JSON parse per message; the rule broken is named only
-for the rejected ones) and recorded in an outbox table in the same transaction, then
+A batch without poison takes the bulk path: its payloads, one per line in a spool file (in /dev/shm), are
+parsed by DuckDB's NDJSON reader with typed columns straight into raw_orders, all or nothing. A batch
+holding any poison message (bad JSON, missing field, wrong type, bad value, unknown schema version) is
+redone by a vectorised validation in DuckDB (one typed JSON parse per message; the rule broken is named
+only for the rejected ones); the rejects are recorded in an outbox table in the same transaction, then
 published to `<topic>.dlq` with headers naming the error, source topic, partition and offset. After a
 crash between commit and publish, start-up reads the DLQ once and publishes only what is missing, so
 the DLQ also holds every poison message exactly once.
@@ -21,14 +23,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import itertools
 import json
 import os
 import sys
+import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from reliability.kafka.events import DEFAULT_TOPIC, ORDER_STATUSES, SCHEMA_NAME, SCHEMA_VERSION
 
@@ -244,12 +250,135 @@ def validate_payloads(con, payloads: list[bytes]) -> list[tuple[int, str, str | 
     return out
 
 
+# Fast path for a whole batch: DuckDB's parallel NDJSON reader parses the newline-joined payloads from a
+# spool file with the same typed columns (and the same casts) as FAST_SQL, and the rows go straight into
+# raw_orders. It is all-or-nothing: the caller rolls back and takes the per-message path (validate_payloads)
+# unless the insert counted exactly one valid row per payload. That holds because the reader is never
+# laxer than FAST_SQL: a line that is not a JSON object, or has trailing content, is an error; only a
+# blank line yields no row, and no line yields two, so n lines -> n valid rows means every payload is one.
+_VALID_ROW = (
+    f"s.schema = '{SCHEMA_NAME}' and s.schema_version = {SCHEMA_VERSION} and s.order_id is not null "
+    "and s.customer_id is not null and s.order_date is not null and s.ordered_at is not null "
+    f"and s.status in ({_status_list()}) and s.amount >= 0"
+)
+
+
+def bulk_insert_sql(path: str) -> str:
+    """The bulk insert of the batch spooled at `path` (our own file name, quoted as a SQL literal)."""
+    literal = "'" + path.replace("'", "''") + "'"
+    return f"""
+insert into {TARGET_TABLE} (order_id, customer_id, order_date, ordered_at, status, amount, _loaded_at)
+select s.order_id, s.customer_id, s.order_date, s.ordered_at, s.status, s.amount, $1::timestamp
+from read_json({literal}, format = 'newline_delimited', compression = 'uncompressed', columns = {_STRUCT}) as s
+where coalesce({_VALID_ROW}, false)
+"""
+
+
+_SPOOL_PREFIX = "reliability-ingest-"
+_spool_ids = itertools.count()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def spool_path(con, warehouse: Path | str | None, topic: str, group_id: str) -> Path:
+    """Where an Ingestor spools batches for the bulk path: RAM-backed /dev/shm when there is one (the file
+    is transport only, never needs the disk). The name is unique to this Ingestor, so two can never read
+    each other's batch; the files a SIGKILLed process left for the same (database, topic, group) are
+    removed here, so crashes do not pile them up."""
+    shm = Path("/dev/shm")
+    root = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+    if warehouse is None:
+        row = con.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()
+        warehouse = row[0] if row and row[0] else None
+    where = str(Path(warehouse).resolve()) if warehouse is not None else "memory"
+    key = hashlib.sha1(f"{where}|{topic}|{group_id}".encode()).hexdigest()[:16]
+    for stale in root.glob(f"{_SPOOL_PREFIX}{key}-*"):
+        pid = stale.name[len(_SPOOL_PREFIX) + len(key) + 1 :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+    return root / f"{_SPOOL_PREFIX}{key}-{os.getpid()}-{next(_spool_ids)}.ndjson"
+
+
+def spool_payloads(file: BinaryIO, payloads: list[bytes]) -> bool:
+    """Append payloads to a spool file, one per line; False (the batch cannot take the bulk path) when a
+    payload holds a newline, as lines would then not be messages, or when the file cannot be written."""
+    data = b"\n".join(payloads)
+    if data.count(b"\n") != len(payloads) - 1:
+        return False
+    try:
+        file.write(data)
+        file.write(b"\n")
+    except OSError:
+        return False
+    return True
+
+
+class _Transaction:
+    """Batches queued for the writer's next transaction, spooled for the bulk path as they arrive (in the
+    consuming thread, so the writer thread only runs DuckDB)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.batches: list[tuple[list, list[bytes], dict[int, int]]] = []
+        self.messages = 0
+        try:
+            self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 - closed in take()
+        except OSError:
+            self._file = None
+
+    def add(self, batch: tuple[list, list[bytes], dict[int, int]]) -> None:
+        self.batches.append(batch)
+        self.messages += len(batch[0])
+        if self._file is not None and not spool_payloads(self._file, batch[1]):
+            self.discard()
+
+    def discard(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+
+    def take(self) -> tuple[list, list[bytes], dict[int, int], Path | None]:
+        """The merged batch and its spool file (None: not spooled, validate per message)."""
+        spooled = None
+        if self._file is not None:
+            try:
+                self._file.close()
+                spooled = self.path
+            except OSError:
+                pass
+            self._file = None
+        return (*_merge(self.batches), spooled)
+
+
+def _merge(batches: list[tuple[list, list[bytes], dict[int, int]]]) -> tuple[list, list[bytes], dict[int, int]]:
+    """Consecutive prepared batches as one (group commit); later next offsets win."""
+    if len(batches) == 1:
+        return batches[0]
+    good: list = []
+    payloads: list[bytes] = []
+    next_offsets: dict[int, int] = {}
+    for g, p, o in batches:
+        good += g
+        payloads += p
+        next_offsets.update(o)
+    return good, payloads, next_offsets
+
+
 class Ingestor:
     """One consumer + one DuckDB connection; `run()` ingests until caught up or a limit is hit."""
 
     def __init__(
         self,
-        warehouse: Path | str,
+        warehouse: Path | str | None,
         topic: str = DEFAULT_TOPIC,
         group_id: str = DEFAULT_GROUP,
         bootstrap: str | None = None,
@@ -275,10 +404,18 @@ class Ingestor:
                 "fetch.max.bytes": 52428800,
                 "queued.max.messages.kbytes": 262144,
                 "queued.min.messages": 200_000,  # prefetch deep: librdkafka fetches while DuckDB writes
+                # Once the prefetch queue is full librdkafka pauses fetching for this long (default 1 s):
+                # the queue then ran dry and consume() waited out its timeout several times per 1M messages.
+                "fetch.queue.backoff.ms": 10,
                 "fetch.wait.max.ms": 50,
             },
         )
         self._producer = None
+        # One spool file for `process()`, two that transactions alternate between while pipelined (the
+        # consuming thread fills one while the writer reads the other).
+        spool = spool_path(self.con, warehouse, topic, group_id)
+        self._spools = [spool.with_suffix(f".{i}.ndjson") for i in range(3)]
+        self._bulk_sql = {path: bulk_insert_sql(str(path)) for path in self._spools}
         self.pipelined = os.environ.get("RELIABILITY_INGEST_PIPELINE", "1") == "1"
         self.on_batch = None  # optional callable(stats) after each committed batch (progress output)
         self.stats = IngestStats()
@@ -429,62 +566,108 @@ class Ingestor:
         batch = self.prepare(msgs)
         if batch is not None:
             self.write(*batch)
+            self._commit_to_kafka(batch[2])
 
     def prepare(self, msgs: list):
         """Consumer-thread part of a batch: drop EOF events, collect payloads and next offsets."""
         from confluent_kafka import KafkaError, KafkaException
 
-        good = []
-        for m in msgs:
-            err = m.error()
-            if err is None:
-                good.append(m)
-            elif err.code() != KafkaError._PARTITION_EOF:
-                raise KafkaException(err)
+        good = msgs
+        errors = [m for m in msgs if m.error() is not None]  # rare: copy the list only when there are some
+        if errors:
+            for m in errors:
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(m.error())
+            good = [m for m in msgs if m.error() is None]
         if not good:
             return None
         payloads = [m.value() or b"" for m in good]
+        # Offsets only grow within a partition, so the last message of each partition gives its next offset:
+        # walk back and stop once every assigned partition is seen.
         next_offsets: dict[int, int] = {}
-        for m in good:
-            next_offsets[m.partition()] = m.offset() + 1
+        assigned = len(self.consumed)  # 0 before assign(): then walk all of them
+        for m in reversed(good):
+            p = m.partition()
+            if p not in next_offsets:
+                next_offsets[p] = m.offset() + 1
+                if len(next_offsets) == assigned:
+                    break
         self.consumed.update(next_offsets)
         return good, payloads, next_offsets
 
-    def write(self, good: list, payloads: list[bytes], next_offsets: dict[int, int]) -> None:
-        """Writer part of a batch (may run in a worker thread, one batch at a time, in order)."""
-        rejected = validate_payloads(self.con, payloads)
+    def _write_returning_offsets(
+        self, good: list, payloads: list[bytes], next_offsets: dict[int, int], spooled: Path | None
+    ) -> dict[int, int]:
+        """`write` for the writer thread; hands the committed offsets back to the consuming thread."""
+        self.write(good, payloads, next_offsets, spooled)
+        return next_offsets
+
+    def _insert_all_valid(self, spooled: Path, count: int, now: datetime) -> bool:
+        """Bulk path, inside the open transaction: True if it inserted one row per payload (so none is a
+        reject); False means the caller must roll back and validate per message."""
+        import duckdb
+
+        try:
+            (inserted,) = self.con.execute(self._bulk_sql[spooled], [now]).fetchone()
+        except duckdb.Error:  # malformed JSON or a value that does not cast: the batch holds a reject
+            return False
+        return inserted == count
+
+    def write(
+        self, good: list, payloads: list[bytes], next_offsets: dict[int, int], spooled: Path | None = None
+    ) -> None:
+        """Writer part of a batch (may run in a worker thread, one batch at a time, in order).
+
+        Rows, rejects and next offsets commit in one transaction. A batch without rejects takes the bulk
+        path (from `spooled`, the payloads one per line, else spooled here); one holding any reject is
+        rolled back and redone by `validate_payloads`, which names them.
+        """
+        import duckdb
+
+        if spooled is None:
+            try:
+                with open(self._spools[2], "wb") as file:
+                    spooled = self._spools[2] if spool_payloads(file, payloads) else None
+            except OSError:
+                spooled = None
         now = datetime.now(UTC).replace(tzinfo=None)
-        outbox = [
-            [
-                self.topic,
-                good[i].partition(),
-                good[i].offset(),
-                self.dlq_topic,
-                error,
-                detail,
-                good[i].key(),
-                payloads[i],
-                now,
-            ]
-            for i, error, detail in rejected
-        ]
+        rejected: list[tuple[int, str, str | None]] = []
+        outbox: list[list] = []
         con = self.con
         con.execute("begin transaction")
         try:
-            con.execute(
-                f"""insert into {TARGET_TABLE} (order_id, customer_id, order_date, ordered_at, status, amount,
-                        _loaded_at)
-                    select order_id, customer_id, order_date, ordered_at, status, amount, ?::timestamp
-                    from _valid where ok""",
-                [now],
-            )
-            if outbox:
-                con.executemany(
-                    f"""insert into {OUTBOX_TABLE} (source_topic, source_partition, source_offset, dlq_topic,
-                            error, detail, message_key, payload, rejected_at)
-                        values (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    outbox,
+            if spooled is None or not self._insert_all_valid(spooled, len(payloads), now):
+                con.execute("rollback")
+                rejected = validate_payloads(con, payloads)
+                outbox = [
+                    [
+                        self.topic,
+                        good[i].partition(),
+                        good[i].offset(),
+                        self.dlq_topic,
+                        error,
+                        detail,
+                        good[i].key(),
+                        payloads[i],
+                        now,
+                    ]
+                    for i, error, detail in rejected
+                ]
+                con.execute("begin transaction")
+                con.execute(
+                    f"""insert into {TARGET_TABLE} (order_id, customer_id, order_date, ordered_at, status,
+                            amount, _loaded_at)
+                        select order_id, customer_id, order_date, ordered_at, status, amount, ?::timestamp
+                        from _valid where ok""",
+                    [now],
                 )
+                if outbox:
+                    con.executemany(
+                        f"""insert into {OUTBOX_TABLE} (source_topic, source_partition, source_offset,
+                                dlq_topic, error, detail, message_key, payload, rejected_at)
+                            values (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                        outbox,
+                    )
             parts = list(next_offsets)
             con.execute(
                 f"""insert into {OFFSETS_TABLE} (topic, "partition", next_offset, consumer_group, updated_at)
@@ -496,7 +679,8 @@ class Ingestor:
             )
             con.execute("commit")
         except BaseException:
-            con.execute("rollback")
+            with contextlib.suppress(duckdb.Error):  # none open if it failed between rollback and begin
+                con.execute("rollback")
             raise
         self.next_offsets.update(next_offsets)
         self.stats.messages += len(good)
@@ -509,10 +693,12 @@ class Ingestor:
             self.on_batch(self.stats)
         if outbox:
             self._publish_outbox()
-        self._commit_to_kafka(next_offsets)
 
     def _commit_to_kafka(self, next_offsets: dict[int, int]) -> None:
-        """Mirror progress into Kafka's group offsets so lag tools see it (never read back)."""
+        """Mirror progress into Kafka's group offsets so lag tools see it (never read back).
+
+        Called from the consuming thread only: a commit from the writer thread waits for the consumer's
+        running `consume()` call (up to its timeout), which stalled every transaction."""
         from confluent_kafka import KafkaException, TopicPartition
 
         with contextlib.suppress(KafkaException):  # visibility only; correctness lives in DuckDB
@@ -552,11 +738,15 @@ class Ingestor:
         self.stats.end_offsets = targets
         idle_since = time.monotonic()
         consumed = 0
-        # Pipelined: while DuckDB (which releases the GIL) writes batch N in the writer thread, this
-        # thread consumes batch N+1. Batches are written one at a time, in order, each in its own
-        # transaction, so a crash still leaves a prefix of batches with matching offsets.
+        # Pipelined: while DuckDB (which releases the GIL) writes in the writer thread, this thread keeps
+        # consuming; batches that arrive while the writer is busy are queued and go, merged, into its next
+        # transaction, up to `batch_size` messages (group commit of partial batches: fewer commits when
+        # messages trickle in). Transactions are written one at a time, in order, so a crash still leaves
+        # a prefix of batches with matching offsets.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer") as writer:
             pending: Future | None = None
+            queued: _Transaction | None = None
+            transactions = 0
             try:
                 while not self.caught_up(targets):
                     if max_seconds is not None and time.monotonic() - started > max_seconds:
@@ -570,24 +760,42 @@ class Ingestor:
                     batch = self.prepare(msgs) if msgs else None
                     if batch is not None:
                         consumed += len(batch[0])
-                        if pending is not None:
-                            pending.result()
-                        if self.pipelined:
-                            pending = writer.submit(self.write, *batch)
-                        else:
-                            self.write(*batch)
                         idle_since = time.monotonic()
+                        if not self.pipelined:
+                            self.write(*batch)
+                            self._commit_to_kafka(batch[2])
+                            continue
+                        if queued is None:  # its spool file is free: the writer is done with transaction n - 2
+                            queued = _Transaction(self._spools[transactions % 2])
+                            transactions += 1
+                        queued.add(batch)
+                        if pending is None or pending.done() or queued.messages >= self.batch_size:
+                            if pending is not None:
+                                self._commit_to_kafka(pending.result())
+                            pending = writer.submit(self._write_returning_offsets, *queued.take())
+                            queued = None
                     elif time.monotonic() - idle_since > idle_timeout_s:
                         break  # e.g. aborted transactions at the end of a partition never yield messages
+                if queued is not None:
+                    if pending is not None:
+                        self._commit_to_kafka(pending.result())
+                    pending = writer.submit(self._write_returning_offsets, *queued.take())
+                    queued = None
             finally:
+                if queued is not None:
+                    queued.discard()
                 if pending is not None:
-                    pending.result()
+                    done = pending
+                    pending = None
+                    self._commit_to_kafka(done.result())
         self.stats.seconds = time.monotonic() - started
         return self.stats
 
     def close(self) -> None:
         try:
             self.consumer.close()
+            for path in self._spools:
+                path.unlink(missing_ok=True)
         finally:
             if self._producer is not None:
                 self._producer.flush(10)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pytest
 from confluent_kafka import TopicPartition
 
 from reliability.kafka import clients
-from reliability.kafka.events import order_event
+from reliability.kafka.events import encode, order_event
 from reliability.kafka.ingest import OUTBOX_TABLE, Ingestor, ingest, stored_offsets
 from reliability.kafka.producer import produce_orders
 
@@ -210,3 +212,67 @@ def test_lag_check_can_be_run_by_hand(kafka_broker, topic_name, tmp_path):
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == kafka_defs.LAG_CHECK and check.passed  # window not full yet: OK by Burrow
     assert check.metadata["total_lag"].value == 30 and check.metadata["consumer_group"].value == group
+
+
+def _send(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    prod = clients.producer(bootstrap, idempotent=True)
+    for i, value in enumerate(values):
+        prod.produce(topic, value=value, key=str(i).encode())
+    assert prod.flush(30) == 0
+
+
+def test_bulk_path_takes_clean_batches_without_per_message_validation(kafka_broker, topic_name, tmp_path, monkeypatch):
+    from reliability.kafka import ingest as ingest_module
+
+    def no_per_message_path(*_args, **_kwargs):
+        raise AssertionError("a batch without rejects must not be validated per message")
+
+    monkeypatch.setattr(ingest_module, "validate_payloads", no_per_message_path)
+    clients.ensure_topic(topic_name, 2, kafka_broker)
+    produce_orders(topic_name, 2000, seed=3, bootstrap=kafka_broker)
+    warehouse = tmp_path / "wh.duckdb"
+    stats = ingest(warehouse, topic=topic_name, group_id=f"g.{topic_name}", bootstrap=kafka_broker, batch_size=300)
+    assert (stats.rows, stats.rejected) == (2000, 0)
+    con = duckdb.connect(str(warehouse))
+    assert con.execute("select count(*), count(distinct order_id) from raw_orders").fetchone() == (2000, 2000)
+    assert sum(stored_offsets(con, topic_name).values()) == 2000
+    con.close()
+
+
+_GOOD = [encode(order_event(9, i)) for i in range(1, 6)]
+_PRETTY = json.dumps(order_event(9, 6), indent=2).encode()  # valid, with newlines between tokens
+
+
+@pytest.mark.parametrize(
+    ("values", "rows", "rejected"),
+    [
+        # payloads with newlines: lines would not be messages (the blank one would even make the count right)
+        (
+            [_GOOD[0], b"", _GOOD[1] + b"\n" + _GOOD[2], _PRETTY, _GOOD[4]],
+            [1, 5, 6],
+            [(1, "invalid_json"), (2, "invalid_json")],
+        ),
+        # no newline, but lines that yield no row or trailing content: the reader's row count or error tells
+        (
+            [_GOOD[0], b"", b"   ", _GOOD[1] + _GOOD[2], b"[" + _GOOD[3] + b"]", _GOOD[4]],
+            [1, 5],
+            [(1, "invalid_json"), (2, "invalid_json"), (3, "invalid_json"), (4, "invalid_json")],
+        ),
+    ],
+)
+def test_payloads_that_break_line_framing_are_judged_one_by_one(
+    kafka_broker, topic_name, tmp_path, values, rows, rejected
+):
+    """The bulk path reads one payload per line; a batch where that framing breaks is validated per message."""
+    clients.ensure_topic(topic_name, 1, kafka_broker)
+    _send(kafka_broker, topic_name, values)
+    warehouse = tmp_path / "wh.duckdb"
+    stats = ingest(warehouse, topic=topic_name, group_id=f"g.{topic_name}", bootstrap=kafka_broker)
+    assert (stats.rows, stats.rejected) == (len(rows), len(rejected))
+    con = duckdb.connect(str(warehouse))
+    assert [r[0] for r in con.execute("select order_id from raw_orders order by order_id").fetchall()] == rows
+    assert con.execute(f"select source_offset, error from {OUTBOX_TABLE} order by source_offset").fetchall() == (
+        rejected
+    )
+    assert stored_offsets(con, topic_name) == {0: len(values)}
+    con.close()
