@@ -264,7 +264,7 @@ def wait_until_ready(bootstrap: str, timeout_s: float = 60.0, pid: int | None = 
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
     while time.monotonic() < deadline:
-        if pid is not None and not _pid_alive(pid):
+        if pid is not None and not pid_alive(pid):
             raise KafkaUnavailable(f"the Kafka process {pid} exited during start-up")
         try:
             md = admin.list_topics(timeout=2)
@@ -276,7 +276,8 @@ def wait_until_ready(bootstrap: str, timeout_s: float = 60.0, pid: int | None = 
     raise KafkaUnavailable(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s ({last_error})")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs (a zombie does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -381,7 +382,7 @@ def _stop_pid(pid: int, timeout_s: float = 30.0) -> None:
         return
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             break
         time.sleep(0.2)
     else:

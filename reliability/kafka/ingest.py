@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from reliability.kafka.broker import pid_alive
 from reliability.kafka.events import DEFAULT_TOPIC, ORDER_STATUSES, SCHEMA_NAME, SCHEMA_VERSION
 
 DEFAULT_GROUP = "reliability.raw_orders"
@@ -278,16 +279,6 @@ _SPOOL_PREFIX = "reliability-ingest-"
 _spool_ids = itertools.count()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def spool_path(con, warehouse: Path | str | None, topic: str, group_id: str) -> Path:
     """Where an Ingestor spools batches for the bulk path: RAM-backed /dev/shm when there is one (the file
     is transport only, never needs the disk). The name is unique to this Ingestor, so two can never read
@@ -302,7 +293,7 @@ def spool_path(con, warehouse: Path | str | None, topic: str, group_id: str) -> 
     key = hashlib.sha1(f"{where}|{topic}|{group_id}".encode()).hexdigest()[:16]
     for stale in root.glob(f"{_SPOOL_PREFIX}{key}-*"):
         pid = stale.name[len(_SPOOL_PREFIX) + len(key) + 1 :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             stale.unlink(missing_ok=True)
     return root / f"{_SPOOL_PREFIX}{key}-{os.getpid()}-{next(_spool_ids)}.ndjson"
 
