@@ -25,26 +25,18 @@ POISON = 120
 KILLS = 20
 
 
+def _ingest_cmd(warehouse, topic, group, bootstrap, *options: str) -> list[str]:
+    """The ingestion entry point as a separate process (the one the test kills)."""
+    return [
+        sys.executable, "-m", "reliability.kafka.ingest", "--warehouse", str(warehouse),
+        "--topic", topic, "--group", group, "--bootstrap", bootstrap, *options,
+    ]  # fmt: skip
+
+
 def _start(warehouse, topic, group, bootstrap) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "reliability.kafka.ingest",
-        "--warehouse",
-        str(warehouse),
-        "--topic",
-        topic,
-        "--group",
-        group,
-        "--bootstrap",
-        bootstrap,
-        "--batch-size",
-        "2000",
-        "--idle-timeout",
-        "2",
-        "--forever",
-        "--progress",
-    ]
+    cmd = _ingest_cmd(
+        warehouse, topic, group, bootstrap, "--batch-size", "2000", "--idle-timeout", "2", "--forever", "--progress"
+    )
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -86,21 +78,7 @@ def test_no_loss_no_duplicate_under_sigkill(kafka_broker, topic_name, tmp_path):
 
     # a last run without kills ingests the rest
     final = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "reliability.kafka.ingest",
-            "--warehouse",
-            str(warehouse),
-            "--topic",
-            topic_name,
-            "--group",
-            group,
-            "--bootstrap",
-            kafka_broker,
-            "--idle-timeout",
-            "3",
-        ],
+        _ingest_cmd(warehouse, topic_name, group, kafka_broker, "--idle-timeout", "3"),
         capture_output=True,
         text=True,
         timeout=300,
