@@ -53,11 +53,12 @@ def _with_policies(defs: dg.Definitions, policies: Mapping[str, AssetPolicy]) ->
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """All areas of the platform for the given settings."""
+    manifest = load_manifest(settings)  # parsed once: the dbt area and the policies both read it
     policies = {
         **load_asset_policies(settings.assets_file),
-        **dbt_policies(load_manifest(settings), settings.dbt_project_dir),
+        **dbt_policies(manifest, settings.dbt_project_dir),
     }
-    areas = [dbt_area.defs(settings), incidents_area.defs(settings), contracts_area.defs(settings)]
+    areas = [dbt_area.defs(settings, manifest), incidents_area.defs(settings), contracts_area.defs(settings)]
     if settings.shop_demo:
         areas += [shop_area.defs(settings), kafka_area.defs(settings)]
     merged = dg.Definitions.merge(*areas)

@@ -57,8 +57,9 @@ def _has_daily_models(manifest: Mapping[str, Any]) -> tuple[bool, bool]:
     return daily, other
 
 
-def defs(settings: Settings) -> dg.Definitions:
-    manifest = load_manifest(settings)
+def defs(settings: Settings, manifest: Mapping[str, Any] | None = None) -> dg.Definitions:
+    """The dbt area; `manifest` is the project's parsed manifest when the caller already has it."""
+    manifest = manifest if manifest is not None else load_manifest(settings)
     translator = ReliabilityDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
     has_daily, has_other = _has_daily_models(manifest)
     assets: list[Any] = []
