@@ -291,15 +291,20 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def _format_storage(state: Path, libs: Path) -> None:
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 (may start with "-")."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _format_storage(state: Path, libs: Path, cluster_id: str | None = None) -> None:
     if (state / "data" / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = cluster_id or new_cluster_id()
     cmd = java_command(
         STORAGE_TOOL_CLASS,
         "format",
-        "-t",
-        cluster_id,
+        # `=` form: a base64 id may start with "-", which the tool would read as an option
+        f"--cluster-id={cluster_id}",
         "-c",
         str(state / "server.properties"),
         "--ignore-formatted",

@@ -75,3 +75,14 @@ def test_kafka_home_distribution_runs_a_second_broker(kafka_broker, monkeypatch,
     monkeypatch.delenv("RELIABILITY_KAFKA_STATE_DIR")
     monkeypatch.delenv("KAFKA_HOME")
     assert broker.status()["running"] is True  # the session's broker was not touched
+
+
+def test_storage_format_takes_a_cluster_id_that_starts_with_a_dash(tmp_path) -> None:
+    """One id in 64 starts with "-"; the storage tool must not read it as an option."""
+    from reliability.kafka import broker
+
+    cluster_id = next(c for c in iter(broker.new_cluster_id, None) if c.startswith("-"))
+    (tmp_path / "server.properties").write_text(broker.server_properties(tmp_path, 29092, 29093))
+    broker._format_storage(tmp_path, broker.resolve_jars(), cluster_id=cluster_id)
+    meta = (tmp_path / "data" / "meta.properties").read_text()
+    assert f"cluster.id={cluster_id}" in meta
