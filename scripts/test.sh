@@ -13,3 +13,9 @@ if ! .venv/bin/reliability kafka status >/dev/null 2>&1; then
 fi
 .venv/bin/reliability kafka up
 .venv/bin/python -m pytest -q --durations=15 "$@"
+# No test may depend on today's date: run the incident and detection tests again a year ahead.
+if [ $# -eq 0 ]; then
+  echo "test.sh: incident and detection tests again under a clock moved 365 days ahead"
+  .venv/bin/python -m pytest -q -p no:cacheprovider --clock-shift-days=365 \
+    tests/incidents tests/contracts tests/kafka/test_lag_rules.py
+fi

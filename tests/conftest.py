@@ -15,6 +15,26 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 _database_counter = itertools.count()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock-shift-days", type=int, default=0,
+        help="run the whole session with the process clock moved this many days ahead (time-machine), "
+        "to prove no test depends on today's date",
+    )  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    days = config.getoption("--clock-shift-days")
+    if days:
+        from datetime import UTC, datetime, timedelta
+
+        import time_machine
+
+        traveller = time_machine.travel(datetime.now(UTC) + timedelta(days=days), tick=True)
+        traveller.start()
+        config.add_cleanup(traveller.stop)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[object]:
     """One real PostgreSQL server for the whole test session."""

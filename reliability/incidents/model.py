@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -70,10 +70,6 @@ class TimelineKind(StrEnum):
     NOTE = "note"
     ACTION = "action"
     TRIAGE = "triage"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def format_incident_id(incident_id: int) -> str:

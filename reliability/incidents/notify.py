@@ -373,8 +373,6 @@ def deliver_due(
     """
     import time as _time
 
-    from reliability.incidents.model import utcnow
-
     started = _time.monotonic()
     report = DeliveryReport()
     failed_targets: set[tuple[str, str]] = set()
@@ -383,7 +381,7 @@ def deliver_due(
         # another round only if this one freed messages queued behind delivered ones
         progress = False
         for item in store.due_outbox(now=now, limit=limit):
-            at = now or utcnow()
+            at = now or store.clock()
             if (item.channel, item.target) in failed_targets or _time.monotonic() - started > budget_s:
                 report.deferred += 1
                 continue

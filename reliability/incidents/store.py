@@ -27,6 +27,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, and_, bindparam, case, create_engine, event, func, or_, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from reliability.clock import Clock, utcnow
 from reliability.errors import UserFacingError
 from reliability.incidents import schema as t
 from reliability.incidents.grouping import Action, GroupingPolicy, IncidentView, decide
@@ -39,7 +40,6 @@ from reliability.incidents.model import (
     Status,
     TimelineKind,
     format_incident_id,
-    utcnow,
 )
 from reliability.incidents.notify import ALERTMANAGER, IncidentSnapshot, OutboxMessage, Router, alertmanager_payload
 from reliability.incidents.triage import (
@@ -356,8 +356,10 @@ class IncidentStore:
         router: Router | None = None,
         policy: GroupingPolicy | None = None,
         migrate_schema: bool = True,
+        clock: Clock = utcnow,
     ) -> None:
         self.url = url or default_store_url()
+        self.clock = clock
         self.engine = make_engine(self.url)
         self.router = router if router is not None else Router()
         self.policy = policy or GroupingPolicy()
@@ -468,7 +470,7 @@ class IncidentStore:
         """Turn detections into incidents (open / join / reopen), in one transaction per call."""
         if not detections:
             return IngestResult()
-        return self._write(lambda conn: self._ingest(conn, detections, lineage, now or utcnow(), actor))  # type: ignore[return-value]
+        return self._write(lambda conn: self._ingest(conn, detections, lineage, now or self.clock(), actor))  # type: ignore[return-value]
 
     def _ingest(self, conn: Connection, detections: Sequence[Detection], lineage: LineageGraph | None,
                 now: datetime, actor: str) -> IngestResult:  # fmt: skip
@@ -707,7 +709,7 @@ class IncidentStore:
         """Move an incident along its lifecycle; refuses moves TRANSITIONS does not allow."""
 
         def apply(conn: Connection) -> Incident:
-            at = now or utcnow()
+            at = now or self.clock()
             inc = self._get_row(conn, incident_id)
             current = Status(inc.status)
             if to not in TRANSITIONS[current]:
@@ -751,25 +753,29 @@ class IncidentStore:
 
         return self._write(apply)  # type: ignore[return-value]
 
-    def acknowledge(self, incident_id: int, actor: str, note: str | None = None) -> Incident:
-        return self.transition(incident_id, Status.ACKNOWLEDGED, actor, note)
+    def acknowledge(self, incident_id: int, actor: str, note: str | None = None,
+                    now: datetime | None = None) -> Incident:  # fmt: skip
+        return self.transition(incident_id, Status.ACKNOWLEDGED, actor, note, now)
 
-    def mitigate(self, incident_id: int, actor: str, note: str | None = None) -> Incident:
-        return self.transition(incident_id, Status.MITIGATED, actor, note)
+    def mitigate(self, incident_id: int, actor: str, note: str | None = None,
+                 now: datetime | None = None) -> Incident:  # fmt: skip
+        return self.transition(incident_id, Status.MITIGATED, actor, note, now)
 
-    def resolve(self, incident_id: int, actor: str, note: str | None = None) -> Incident:
-        return self.transition(incident_id, Status.RESOLVED, actor, note)
+    def resolve(self, incident_id: int, actor: str, note: str | None = None,
+                now: datetime | None = None) -> Incident:  # fmt: skip
+        return self.transition(incident_id, Status.RESOLVED, actor, note, now)
 
-    def reopen(self, incident_id: int, actor: str, note: str | None = None) -> Incident:
-        return self.transition(incident_id, Status.REOPENED, actor, note)
+    def reopen(self, incident_id: int, actor: str, note: str | None = None,
+               now: datetime | None = None) -> Incident:  # fmt: skip
+        return self.transition(incident_id, Status.REOPENED, actor, note, now)
 
     def add_timeline(self, incident_id: int, actor: str, kind: TimelineKind, message: str,
-                     data: dict | None = None) -> TimelineEntry:  # fmt: skip
+                     data: dict | None = None, now: datetime | None = None) -> TimelineEntry:  # fmt: skip
         """Append a note / action / notification record (never changes earlier entries)."""
 
         def apply(conn: Connection) -> TimelineEntry:
             self._get_row(conn, incident_id)
-            at = utcnow()
+            at = now or self.clock()
             row = self._timeline_row(incident_id, at, actor, kind, message, data)
             new_id = conn.execute(t.timeline.insert().values(**row)).inserted_primary_key[0]
             conn.execute(t.incidents.update().where(t.incidents.c.id == incident_id)
@@ -778,19 +784,21 @@ class IncidentStore:
 
         return self._write(apply)  # type: ignore[return-value]
 
-    def add_note(self, incident_id: int, actor: str, note: str) -> TimelineEntry:
-        return self.add_timeline(incident_id, actor, TimelineKind.NOTE, note)
+    def add_note(self, incident_id: int, actor: str, note: str, now: datetime | None = None) -> TimelineEntry:
+        return self.add_timeline(incident_id, actor, TimelineKind.NOTE, note, now=now)
 
-    def record_root_cause(self, incident_id: int, hint: dict, actor: str = SYSTEM_ACTOR) -> None:
+    def record_root_cause(self, incident_id: int, hint: dict, actor: str = SYSTEM_ACTOR,
+                          now: datetime | None = None) -> None:  # fmt: skip
         """Store the root-cause hint (the previous one stays in the timeline)."""
 
         def apply(conn: Connection) -> None:
+            at = now or self.clock()
             inc = self._get_row(conn, incident_id)
             if inc.root_cause == hint:
                 return
-            self._update_incident(conn, inc, {"root_cause": _dumps(hint), "updated_at": utcnow()})
+            self._update_incident(conn, inc, {"root_cause": _dumps(hint), "updated_at": at})
             conn.execute(t.timeline.insert(), [self._timeline_row(
-                incident_id, utcnow(), actor, TimelineKind.TRIAGE, f"root-cause hint: {hint.get('text', '')}",
+                incident_id, at, actor, TimelineKind.TRIAGE, f"root-cause hint: {hint.get('text', '')}",
                 {"previous": inc.root_cause, "hint": hint},
             )])  # fmt: skip
 
@@ -888,7 +896,7 @@ class IncidentStore:
     def due_outbox(self, now: datetime | None = None, limit: int = 100) -> list[OutboxItem]:
         """Pending messages due now, oldest first, each only once every earlier message to the same
         receiver about the same incident is out (so PagerDuty never sees resolve before trigger)."""
-        at = now or utcnow()
+        at = now or self.clock()
         earlier = t.outbox.alias("earlier")
         with self._read() as conn:
             rows = conn.execute(
@@ -911,7 +919,7 @@ class IncidentStore:
 
     def claim(self, item: OutboxItem, lease: timedelta, now: datetime | None = None) -> bool:
         """Take a lease on one message so two deliverers never send it at the same time."""
-        at = now or utcnow()
+        at = now or self.clock()
 
         def apply(conn: Connection) -> bool:
             res = conn.execute(
@@ -926,7 +934,7 @@ class IncidentStore:
         return bool(self._write(apply))
 
     def mark_delivered(self, item: OutboxItem, status_code: int, now: datetime | None = None) -> None:
-        at = now or utcnow()
+        at = now or self.clock()
 
         def apply(conn: Connection) -> None:
             conn.execute(
@@ -943,7 +951,7 @@ class IncidentStore:
 
     def mark_failed(self, item: OutboxItem, error: str, next_attempt_at: datetime, dead: bool,
                     now: datetime | None = None) -> None:  # fmt: skip
-        at = now or utcnow()
+        at = now or self.clock()
 
         def apply(conn: Connection) -> None:
             conn.execute(
@@ -965,7 +973,7 @@ class IncidentStore:
         """Re-send firing Alertmanager alerts of active incidents (Alertmanager resolves an alert it has
         not heard of for `resolve_timeout`, 5 min by default; its docs ask clients to resend every
         30 s - 3 min). Only incidents that already alerted there, with nothing pending, every `every`."""
-        at = now or utcnow()
+        at = now or self.clock()
         bucket = int(at.timestamp() // every.total_seconds())
 
         def apply(conn: Connection) -> int:

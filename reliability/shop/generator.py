@@ -9,9 +9,11 @@ self-contained: foreign keys hold for any set of loaded days, and a backfill of 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
+
+from reliability.clock import utcnow
 
 SHOP_START_DATE = date(2026, 1, 1)
 ORDER_STATUSES = ("placed", "shipped", "completed", "returned", "cancelled")
@@ -122,8 +124,14 @@ def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
 
 
-def write_partition(con: duckdb.DuckDBPyConnection, table: str, day: date, scale: ShopScale) -> int:
-    """Replace one day of `table` with generated rows in one transaction; return the row count."""
+def write_partition(
+    con: duckdb.DuckDBPyConnection, table: str, day: date, scale: ShopScale, loaded_at: datetime | None = None
+) -> int:
+    """Replace one day of `table` with generated rows in one transaction; return the row count.
+
+    `_loaded_at` comes from the caller (or the one injectable clock), never from DuckDB's own clock,
+    so freshness checks and the code that judges them agree on "now"."""
+    stamp = (loaded_at or utcnow()).astimezone(UTC).replace(tzinfo=None)
     if table not in SELECTS:
         raise ValueError(f"unknown raw table {table!r}; expected one of {sorted(SELECTS)}")
     con.execute(RAW_TABLE_DDL[table])
@@ -131,8 +139,7 @@ def write_partition(con: duckdb.DuckDBPyConnection, table: str, day: date, scale
     con.execute("begin transaction")
     try:
         con.execute(f'delete from "{table}" where "{column}" = ?', [day])
-        loaded_at = "timezone('UTC', now())"
-        con.execute(f'insert into "{table}" select *, {loaded_at} from ({SELECTS[table](scale, day)})')
+        con.execute(f'insert into "{table}" select *, ?::timestamp from ({SELECTS[table](scale, day)})', [stamp])
         count = con.execute(f'select count(*) from "{table}" where "{column}" = ?', [day]).fetchone()[0]
         con.execute("commit")
     except Exception:

@@ -6,35 +6,41 @@ Rows are made in DuckDB SQL so every test gets a fresh file in milliseconds; loa
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+
+from reliability.clock import utcnow
 
 STATUSES = "['placed', 'shipped', 'completed', 'returned', 'cancelled']"
 METHODS = "['credit_card', 'bank_transfer', 'coupon', 'gift_card']"
 COUNTRIES = "['DE', 'FR', 'NL', 'US']"
 
 
-def build_clean_warehouse(path: Path, orders: int = 200) -> Path:
+def build_clean_warehouse(path: Path, orders: int = 200, now: datetime | None = None) -> Path:
+    """`now` (default: the one clock, never DuckDB's own) stamps the loads and ends the business dates."""
     customers = max(1, orders // 4)
+    at = (now or utcnow()).astimezone(UTC).replace(tzinfo=None)
+    clock = {"now": at, "today": at.date()}
     with duckdb.connect(str(path)) as con:
         con.execute(f"""
             create or replace table raw_customers as
             select i::bigint as customer_id, 'Customer ' || i as name,
                    'customer' || i || '@example.com' as email,
                    {COUNTRIES}[1 + (i % 4)::int] as country,
-                   (current_date - (i % 5)::int) as signup_date,
-                   timezone('UTC', now()) as _loaded_at
-            from range(1, {customers + 1}) t(i)""")
+                   ($today::date - (i % 5)::int) as signup_date,
+                   $now::timestamp as _loaded_at
+            from range(1, {customers + 1}) t(i)""", clock)
         con.execute(f"""
             create or replace table raw_orders as
             select i::bigint as order_id, (1 + i % {customers})::bigint as customer_id,
-                   (current_date - (i % 3)::int) as order_date,
-                   (current_date - (i % 3)::int)::timestamp + to_seconds(i % 3600) as ordered_at,
+                   ($today::date - (i % 3)::int) as order_date,
+                   ($today::date - (i % 3)::int)::timestamp + to_seconds(i % 3600) as ordered_at,
                    {STATUSES}[1 + (i % 5)::int] as status,
                    (10 + (i % 50) * 3.5)::decimal(12, 2) as amount,
-                   timezone('UTC', now()) as _loaded_at
-            from range(1, {orders + 1}) t(i)""")
+                   $now::timestamp as _loaded_at
+            from range(1, {orders + 1}) t(i)""", clock)
         con.execute(f"""
             create or replace table raw_payments as
             select order_id as payment_id, order_id, order_date as payment_date,

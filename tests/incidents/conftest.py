@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from reliability.incidents.triage import AssetInfo, LineageGraph
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+
+
+class SteppingClock:
+    """The store's injected clock in tests: starts at `start` and moves one second per reading, so
+    transitions stamped without an explicit time still follow the test's own timeline, never today's."""
+
+    def __init__(self, start: datetime = T0, step: timedelta = timedelta(seconds=1)) -> None:
+        self.at, self.step = start, step
+
+    def __call__(self) -> datetime:
+        self.at += self.step
+        return self.at
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -18,7 +18,7 @@ from reliability.incidents.notify import (
     routes_from_config,
 )
 from reliability.incidents.store import IncidentStore
-from tests.incidents.conftest import T0, shop_graph
+from tests.incidents.conftest import T0, SteppingClock, shop_graph
 from tests.incidents.receivers import Receiver
 
 SLACK_TOKEN = "T000SECRET/B000SECRET/XXXXslacksecretXXXX"
@@ -49,7 +49,7 @@ def test_receiver_down_then_up_delivers_everything_once_in_order(sqlite_url, cap
     caplog.set_level(logging.DEBUG)
     port = _free_port()  # nothing listens yet: connection refused
     env = env_for(f"http://127.0.0.1:{port}")
-    with IncidentStore(sqlite_url, router=Router(environ=env)) as store:
+    with IncidentStore(sqlite_url, clock=SteppingClock(), router=Router(environ=env)) as store:
         (inc_id,) = store.ingest([_dup("e1")], shop_graph(), now=T0).opened
         assert store.get(inc_id).severity == "SEV1"
         first = deliver_due(store, now=T0, environ=env, timeout=1)
@@ -104,7 +104,7 @@ def test_escalation_resends_trigger_and_rotates_the_alertmanager_identity(sqlite
     receiver = Receiver(ROUTING_KEY)
     env = env_for(receiver.base)
     try:
-        with IncidentStore(sqlite_url, router=Router(environ=env)) as store:
+        with IncidentStore(sqlite_url, clock=SteppingClock(), router=Router(environ=env)) as store:
             warn = Detection("w", "raw_customers", Source.ASSET_CHECK, "row_count", T0, check_severity="WARN")
             (inc_id,) = store.ingest([warn], shop_graph(), now=T0).opened
             assert store.get(inc_id).severity == "SEV3"
@@ -128,7 +128,7 @@ def test_permanent_rejection_is_dead_lettered_not_retried_forever(sqlite_url):
     receiver = Receiver("another-key")  # rejects our routing key with 400
     env = {"RELIABILITY_PAGERDUTY_ROUTING_KEY": ROUTING_KEY, PAGERDUTY_URL_ENV: f"{receiver.base}/v2/enqueue"}
     try:
-        with IncidentStore(sqlite_url, router=Router(environ=env)) as store:
+        with IncidentStore(sqlite_url, clock=SteppingClock(), router=Router(environ=env)) as store:
             store.ingest([_dup("e1")], shop_graph(), now=T0)
             report = deliver_due(store, now=T0, environ=env)
             assert report.dead == 1 and store.outbox_counts() == {"dead": 1}
@@ -173,7 +173,7 @@ def test_firing_alerts_are_resent_to_alertmanager_until_resolved(sqlite_url):
     receiver = Receiver(ROUTING_KEY)
     env = {"RELIABILITY_ALERTMANAGER_URL": receiver.base}
     try:
-        with IncidentStore(sqlite_url, router=Router(environ=env)) as store:
+        with IncidentStore(sqlite_url, clock=SteppingClock(), router=Router(environ=env)) as store:
             (inc_id,) = store.ingest([_dup("e1")], shop_graph(), now=T0).opened
             deliver_due(store, now=T0, environ=env)
             assert store.refresh_alertmanager(now=T0 + timedelta(seconds=30)) == 0  # too soon
@@ -199,7 +199,7 @@ def test_a_hanging_receiver_costs_one_timeout_per_pass_and_loses_nothing(sqlite_
     hang.listen(16)  # accepts connections, never answers
     env = env_for(f"http://127.0.0.1:{hang.getsockname()[1]}")
     try:
-        with IncidentStore(sqlite_url, router=Router(environ=env)) as store:
+        with IncidentStore(sqlite_url, clock=SteppingClock(), router=Router(environ=env)) as store:
             for i in range(5):
                 store.ingest([_dup(f"e{i}", asset=f"asset_{i}")], None, now=T0)
             assert store.count() == 5  # detection is done before any delivery is tried
@@ -216,16 +216,16 @@ def test_a_hanging_receiver_costs_one_timeout_per_pass_and_loses_nothing(sqlite_
 def test_ack_from_a_shell_without_secrets_still_reaches_the_receivers_that_were_paged(sqlite_url):
     receiver = Receiver(ROUTING_KEY)
     env = env_for(receiver.base)  # the sensor's environment
+    clock = SteppingClock()  # one timeline across the three processes
     try:
-        with IncidentStore(sqlite_url, router=Router(environ=env)) as sensor_side:
-            now = datetime.now(UTC)
-            (inc_id,) = sensor_side.ingest([_dup("e1", at=now)], shop_graph(), now=now).opened
+        with IncidentStore(sqlite_url, clock=clock, router=Router(environ=env)) as sensor_side:
+            (inc_id,) = sensor_side.ingest([_dup("e1")], shop_graph(), now=T0).opened
             assert deliver_due(sensor_side, environ=env).delivered == 3
-        with IncidentStore(sqlite_url, router=Router(environ={})) as cli_side:  # an engineer's shell
+        with IncidentStore(sqlite_url, clock=clock, router=Router(environ={})) as cli_side:  # an engineer's shell
             cli_side.acknowledge(inc_id, "alice")
             report = deliver_due(cli_side, environ={})
             assert report.delivered == 0 and report.retrying == 0 and report.deferred == 2
-        with IncidentStore(sqlite_url, router=Router(environ=env)) as sensor_side:
+        with IncidentStore(sqlite_url, clock=clock, router=Router(environ=env)) as sensor_side:
             assert deliver_due(sensor_side, environ=env).delivered == 2
         assert [b["event_action"] for b in receiver.of("pagerduty")] == ["trigger", "acknowledge"]
         assert len(receiver.of("slack")) == 2 and receiver.errors == []
@@ -236,7 +236,7 @@ def test_ack_from_a_shell_without_secrets_still_reaches_the_receivers_that_were_
 def test_reopening_is_refused_when_another_incident_owns_the_root(sqlite_url):
     from reliability.incidents.store import InvalidTransition
 
-    with IncidentStore(sqlite_url, router=Router(environ={})) as store:
+    with IncidentStore(sqlite_url, clock=SteppingClock(), router=Router(environ={})) as store:
         (first,) = store.ingest([_dup("e1")], None, now=T0).opened
         store.resolve(first, "alice", "fixed")
         later = T0 + timedelta(days=1)
@@ -250,7 +250,7 @@ def test_huge_hostile_names_still_give_valid_payloads(sqlite_url):
     env = env_for(receiver.base)
     huge = "<b>&" + "x" * 5000 + "'; DROP TABLE t;--"
     try:
-        with IncidentStore(sqlite_url, router=Router(environ=env)) as store:
+        with IncidentStore(sqlite_url, clock=SteppingClock(), router=Router(environ=env)) as store:
             detection = Detection("h", huge, Source.ASSET_CHECK, huge, T0, fault_class=FaultClass.DUPLICATES)
             store.ingest([detection], None, now=T0)
             deliver_due(store, now=T0, environ=env)

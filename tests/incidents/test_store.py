@@ -12,7 +12,7 @@ from reliability.incidents.grouping import GroupingPolicy
 from reliability.incidents.model import Detection, FaultClass, Source
 from reliability.incidents.notify import Router
 from reliability.incidents.store import IncidentStore, InvalidTransition
-from tests.incidents.conftest import T0, shop_graph
+from tests.incidents.conftest import T0, SteppingClock, shop_graph
 
 
 def det(key, asset, signal="check", at=T0, **kw) -> Detection:
@@ -20,7 +20,7 @@ def det(key, asset, signal="check", at=T0, **kw) -> Detection:
 
 
 def test_lifecycle_and_timeline(store_url):
-    with IncidentStore(store_url, router=Router(environ={})) as store:
+    with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={})) as store:
         res = store.ingest(
             [det("e1", "raw_orders", "soda_duplicate_order_id", fault_class=FaultClass.DUPLICATES,
                  impact_started_at=T0 - timedelta(minutes=30))],
@@ -58,7 +58,7 @@ def test_lifecycle_and_timeline(store_url):
 
 
 def test_timeline_and_detections_are_append_only_in_the_database(store_url):
-    with IncidentStore(store_url, router=Router(environ={})) as store:
+    with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={})) as store:
         store.ingest([det("e1", "raw_orders")], shop_graph(), now=T0)
         with store.engine.connect() as conn:
             for sql in (
@@ -73,7 +73,7 @@ def test_timeline_and_detections_are_append_only_in_the_database(store_url):
 
 def test_grouping_upstream_soda_then_downstream_dbt_is_one_incident(store_url):
     graph = shop_graph()
-    with IncidentStore(store_url, router=Router(environ={})) as store:
+    with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={})) as store:
         store.ingest(
             [det("soda-1", "raw_orders", "soda_duplicate", fault_class=FaultClass.DUPLICATES)], graph, now=T0
         )
@@ -98,7 +98,7 @@ def test_grouping_upstream_soda_then_downstream_dbt_is_one_incident(store_url):
 
 def test_downstream_first_then_upstream_moves_the_root_and_records_it(store_url):
     graph = shop_graph()
-    with IncidentStore(store_url, router=Router(environ={})) as store:
+    with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={})) as store:
         store.ingest([det("dbt-1", "fct_orders", "unique_order_id")], graph, now=T0)
         store.ingest([det("soda-1", "raw_orders", "soda_duplicate", at=T0 + timedelta(minutes=1))], graph,
                      now=T0 + timedelta(minutes=1))  # fmt: skip
@@ -117,7 +117,7 @@ def test_downstream_first_then_upstream_moves_the_root_and_records_it(store_url)
 def test_outside_the_window_and_unrelated_failures_open_separate_incidents(store_url):
     graph = shop_graph()
     policy = GroupingPolicy(group_window=timedelta(minutes=10))
-    with IncidentStore(store_url, router=Router(environ={}), policy=policy) as store:
+    with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={}), policy=policy) as store:
         store.ingest([det("a", "raw_orders")], graph, now=T0)
         store.ingest([det("b", "raw_customers", at=T0 + timedelta(minutes=1))], graph, now=T0)
         store.ingest(
@@ -132,11 +132,11 @@ def test_reprocessing_the_same_events_after_a_restart_changes_nothing(store_url)
     graph = shop_graph()
     events = [det(f"ev-{i}", "raw_orders" if i % 2 else "fct_orders", f"c{i}", at=T0 + timedelta(seconds=i))
               for i in range(20)]  # fmt: skip
-    with IncidentStore(store_url, router=Router(environ={})) as store:
+    with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={})) as store:
         first = store.ingest(events, graph, now=T0)
         before = [(i.id, i.version) for i in store.list_incidents()]
         timeline_len = len(store.timeline(first.opened[0]))
-    with IncidentStore(store_url, router=Router(environ={})) as store:  # "restarted"
+    with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={})) as store:  # "restarted"
         second = store.ingest(events, graph, now=T0 + timedelta(minutes=1))
         assert second.duplicates == 20 and not second.opened and not second.joined
         assert [(i.id, i.version) for i in store.list_incidents()] == before
@@ -149,7 +149,7 @@ def test_reprocessing_the_same_events_after_a_restart_changes_nothing(store_url)
 
 def test_new_failure_soon_after_resolution_reopens_later_opens_new(store_url):
     policy = GroupingPolicy(reopen_window=timedelta(minutes=30))
-    with IncidentStore(store_url, router=Router(environ={}), policy=policy) as store:
+    with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={}), policy=policy) as store:
         (inc_id,) = store.ingest([det("a", "raw_orders")], shop_graph(), now=T0).opened
         store.resolve(inc_id, "alice")
         resolved_at = store.get(inc_id).resolved_at
@@ -163,7 +163,7 @@ def test_new_failure_soon_after_resolution_reopens_later_opens_new(store_url):
 
 
 def test_checks_passing_again_mitigate_and_a_new_failure_reopens(store_url):
-    with IncidentStore(store_url, router=Router(environ={})) as store:
+    with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={})) as store:
         (inc_id,) = store.ingest([det("a", "raw_orders", "dup")], shop_graph(), now=T0).opened
         store.ingest([det("b", "fct_orders", "uniq", at=T0 + timedelta(seconds=1))], shop_graph(), now=T0)
         res = store.ingest([det("c", "raw_orders", "dup", at=T0 + timedelta(seconds=2), passed=True)],
@@ -180,7 +180,7 @@ def test_checks_passing_again_mitigate_and_a_new_failure_reopens(store_url):
 
 def test_warn_then_error_escalates_severity_and_never_downgrades(store_url):
     graph = shop_graph()
-    with IncidentStore(store_url, router=Router(environ={})) as store:
+    with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={})) as store:
         (inc_id,) = store.ingest([det("a", "raw_customers", "row_count", check_severity="WARN")], graph,
                                  now=T0).opened  # fmt: skip
         assert store.get(inc_id).severity == "SEV3"  # reaches tier2 customer_lifetime_value, WARN
@@ -202,7 +202,7 @@ HOSTILE = [
 
 
 def test_hostile_asset_keys_and_notes_are_stored_and_found_verbatim(store_url):
-    with IncidentStore(store_url, router=Router(environ={})) as store:
+    with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={})) as store:
         for i, key in enumerate(HOSTILE):
             store.ingest([det(f"h{i}", key, key)], None, now=T0)
         assert sorted(i.root_asset for i in store.list_incidents()) == sorted(HOSTILE)
@@ -222,7 +222,7 @@ def test_hostile_asset_keys_and_notes_are_stored_and_found_verbatim(store_url):
 
 
 def test_store_status_filters_and_search_over_notes(store_url):
-    with IncidentStore(store_url, router=Router(environ={})) as store:
+    with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={})) as store:
         a = store.ingest([det("a", "raw_orders")], None, now=T0).opened[0]
         b = store.ingest([det("b", "raw_customers")], None, now=T0).opened[0]
         store.resolve(b, "alice", "vendor file re-sent")
@@ -254,7 +254,7 @@ def test_an_older_schema_is_migrated_on_open_and_keeps_its_data(store_url):
         ))  # fmt: skip
         conn.execute(text("INSERT INTO incident_observation_marks (incident_id, version) VALUES (1, 1)"))
     engine.dispose()
-    with IncidentStore(store_url, router=Router(environ={})) as store:
+    with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={})) as store:
         with store.engine.connect() as conn:
             assert conn.execute(text(f"SELECT version_num FROM {schema.VERSION_TABLE}")).scalar() == (
                 schema.HEAD_REVISION
