@@ -40,20 +40,29 @@ def test_lifecycle_and_timeline(store_url):
         assert done.status == "resolved"
         assert done.acknowledged_at <= done.mitigated_at <= done.resolved_at
         again = store.reopen(inc_id, "bob@shop.example", "came back")
-        assert again.status == "reopened" and again.resolved_at == done.resolved_at
+        # a reopened incident is neither mitigated nor resolved; the first acknowledgement stays
+        assert again.status == "reopened" and again.resolved_at is None and again.mitigated_at is None
+        assert again.acknowledged_at == done.acknowledged_at
         timeline = store.timeline(inc_id)
         kinds = [e.kind for e in timeline]
         assert kinds[:2] == ["detection", "triage"]
-        moves = [(e.data["from"], e.data["to"]) for e in timeline if e.kind == "status_change"]
-        assert moves == [
+        changes = [e for e in timeline if e.kind == "status_change"]
+        assert [(e.data["from"], e.data["to"]) for e in changes] == [
             ("open", "acknowledged"),
             ("acknowledged", "mitigated"),
             ("mitigated", "resolved"),
             ("resolved", "reopened"),
         ]
-        assert [e.actor for e in timeline if e.kind == "note"] == [
-            "alice@shop.example", "bob@shop.example", "alice@shop.example", "bob@shop.example"
+        assert changes[-1].data["previous"] == {
+            "resolved_at": done.resolved_at.isoformat(), "mitigated_at": done.mitigated_at.isoformat()
+        }  # fmt: skip
+        notes = [(e.actor, e.message) for e in timeline if e.kind == "note"]
+        assert notes == [
+            ("alice@shop.example", "paused the ingestion"), ("bob@shop.example", "dedup job backfilled"),
+            ("alice@shop.example", "duplicates removed"), ("bob@shop.example", "came back"),
         ]  # fmt: skip
+        for note in ("paused the ingestion", "duplicates removed", "came back"):  # each note once
+            assert sum(note in e.message or note in str(e.data) for e in timeline) == 1, note
         assert [e.id for e in timeline] == sorted(e.id for e in timeline)
 
 
