@@ -14,7 +14,7 @@ from reliability.incidents.lifecycle import TRANSITIONS, PlannedAction
 from reliability.incidents.model import Detection, FaultClass, Source, Status
 from reliability.incidents.notify import Router
 from reliability.incidents.store import IncidentStore, InvalidTransition
-from tests.incidents.conftest import T0, SteppingClock, shop_graph
+from tests.incidents.conftest import STEPS_TO, T0, SteppingClock, shop_graph
 
 
 def det(key, asset, signal="check", at=T0, **kw) -> Detection:
@@ -68,15 +68,7 @@ def test_lifecycle_and_timeline(store_url):
         assert [e.id for e in timeline] == sorted(e.id for e in timeline)
 
 
-# How the store brings an incident into each status, and the moves each status allows (the pure rules
-# are tested pair by pair in test_lifecycle.py; this proves the store persists every one of them).
-PATH_TO = {
-    Status.OPEN: (),
-    Status.ACKNOWLEDGED: (Status.ACKNOWLEDGED,),
-    Status.MITIGATED: (Status.ACKNOWLEDGED, Status.MITIGATED),
-    Status.RESOLVED: (Status.ACKNOWLEDGED, Status.MITIGATED, Status.RESOLVED),
-    Status.REOPENED: (Status.RESOLVED, Status.REOPENED),
-}
+# What the store must persist for each move; the pure rules are tested pair by pair in test_lifecycle.py.
 NOTIFIES = {Status.ACKNOWLEDGED: "acknowledge", Status.RESOLVED: "resolve", Status.REOPENED: "trigger"}
 
 
@@ -97,7 +89,7 @@ def test_every_transition_through_the_store(store_url):
         for source, target in product(Status, Status):
             root = f"asset_{source}_{target}"
             (inc_id,) = store.ingest([det(f"{source}-{target}", root)], None, now=T0).opened
-            for step in PATH_TO[source]:
+            for step in STEPS_TO[source]:
                 store.transition(inc_id, step, "alice")
             before = store.get(inc_id)
             assert before.status == source
