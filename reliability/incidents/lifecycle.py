@@ -125,8 +125,17 @@ class TransitionPlan:
         return replace(self, actions=self.actions + actions, timeline=self.timeline + records)
 
 
-def allowed_targets(status: Status | str) -> frozenset[Status]:
-    return TRANSITIONS[Status(status)]
+def allowed_targets(status: Status | str) -> list[Status]:
+    """The moves allowed from `status`, in lifecycle order (open, acknowledged, mitigated, resolved, reopened)."""
+    allowed = TRANSITIONS[Status(status)]
+    return [s for s in Status if s in allowed]
+
+
+def transitions_table_markdown() -> str:
+    """The allowed moves as the README shows them (a test keeps the two equal)."""
+    rows = ["| from | allowed moves |", "| --- | --- |"]
+    rows += [f"| `{s}` | " + ", ".join(f"`{t}`" for t in allowed_targets(s)) + " |" for s in Status]
+    return "\n".join(rows)
 
 
 def refusal(incident: IncidentFacts, target: Status, root_owner: int | None = None) -> str | None:
@@ -137,7 +146,7 @@ def refusal(incident: IncidentFacts, target: Status, root_owner: int | None = No
     current = Status(incident.status)
     display = format_incident_id(incident.id)
     if target not in TRANSITIONS[current]:
-        allowed = ", ".join(sorted(TRANSITIONS[current])) or "none"
+        allowed = ", ".join(allowed_targets(current)) or "none"
         return f"{display} is {current}; cannot move to {target} (allowed: {allowed})"
     if _open_key(current, target) is OpenKey.CLAIM and root_owner not in (None, incident.id):
         return (
@@ -252,5 +261,6 @@ __all__ = [
     "move_on_signals",
     "plan_transition",
     "refusal",
+    "transitions_table_markdown",
     "within_reopen_window",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import product
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from reliability.incidents.lifecycle import (
     move_on_new_failure,
     move_on_signals,
     plan_transition,
+    transitions_table_markdown,
     within_reopen_window,
 )
 from reliability.incidents.model import Status, TimelineKind
@@ -175,3 +177,9 @@ def test_a_new_failure_reopens_mitigated_and_recently_resolved(status, resolved_
 def test_never_resolved_is_never_within_the_reopen_window() -> None:
     assert not within_reopen_window(None, AT, WINDOW)
     assert within_reopen_window(AT - WINDOW, AT, WINDOW)
+
+
+def test_the_documented_moves_are_the_ones_in_the_code() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "reliability/incidents/README.md").read_text()
+    assert transitions_table_markdown() in readme
+    assert "| `mitigated` | `acknowledged`, `resolved`, `reopened` |" in transitions_table_markdown()
