@@ -540,11 +540,11 @@ class IncidentStore:
         # auto-mitigate: every failing signal of an active incident passed again
         for inc_id in state.dirty_signal_incidents():
             inc = state.incidents.get(inc_id)
-            if inc is None or move_on_signals(inc.status, state.signals.get(inc_id, {})) is None:
+            move = move_on_signals(inc.status, state.signals.get(inc_id, {})) if inc else None
+            if inc is None or move is None:
                 continue
-            plan = plan_transition(inc, Status.MITIGATED, at=now, actor=actor,
-                                   reason="every failing check passed again")  # fmt: skip
-            state.update(inc, plan.changes)
+            plan = plan_transition(inc, move, at=now, actor=actor, reason="every failing check passed again")
+            state.update(inc, dict(plan.changes))
             state.record(plan)
             result.mitigated.append(inc_id)
         state.flush(conn)
@@ -625,7 +625,7 @@ class IncidentStore:
                                reason=f"{d.signal} failed again on {d.asset_key}")  # fmt: skip
         if plan.open_key is OpenKey.CLAIM:
             conn.execute(t.open_incident_keys.insert().values(dedup_key=inc.root_asset, incident_id=inc.id))
-        new = state.update(inc, plan.changes)
+        new = state.update(inc, dict(plan.changes))
         state.record(plan)
         for event_name in plan.notifications:
             state.notify.setdefault(inc.id, (event_name, None))
