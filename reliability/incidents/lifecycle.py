@@ -39,7 +39,7 @@ STAMPS: dict[Status, str] = {
 # (their old values stay in the status_change entry's `previous`).
 CLEARS: dict[Status, tuple[str, ...]] = {
     Status.REOPENED: ("mitigated_at", "resolved_at"),
-    Status.ACKNOWLEDGED: ("mitigated_at",),  # only reachable from open/reopened (unset) or mitigated
+    Status.ACKNOWLEDGED: ("mitigated_at",),  # from mitigated: the mitigation did not hold
 }
 
 # The outbox event each move sends (none for mitigated: receivers only know trigger/acknowledge/resolve).
@@ -148,9 +148,10 @@ def refusal(incident: IncidentFacts, target: Status, root_owner: int | None = No
     if target not in TRANSITIONS[current]:
         allowed = ", ".join(allowed_targets(current)) or "none"
         return f"{display} is {current}; cannot move to {target} (allowed: {allowed})"
-    if _open_key(current, target) is OpenKey.CLAIM and root_owner not in (None, incident.id):
+    claims_root = _open_key(current, target) is OpenKey.CLAIM
+    if claims_root and root_owner is not None and root_owner != incident.id:
         return (
-            f"{format_incident_id(root_owner)} is already the active incident for {incident.root_asset}; "  # type: ignore[arg-type]
+            f"{format_incident_id(root_owner)} is already the active incident for {incident.root_asset}; "
             f"add to it instead of reopening {display}"
         )
     return None
