@@ -187,7 +187,6 @@ def resolve_policy(
     settings: PolicySettings,
     path: str | None = None,
     tags: Iterable[str] = (),
-    description: str | None = None,
 ) -> SourcedPolicy:
     """Each field from the asset's own declaration, else the first matching rule, else the default."""
     tags = tuple(tags)
@@ -205,7 +204,7 @@ def resolve_policy(
     missing = [f for f in ("owner", "tier") if f not in values]
     if missing:
         raise PolicyIncomplete(missing)
-    return SourcedPolicy(AssetPolicy(**values, description=description), sources)
+    return SourcedPolicy(AssetPolicy(**values), sources)
 
 
 def default_policy(settings: PolicySettings) -> SourcedPolicy | None:
