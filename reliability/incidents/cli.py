@@ -197,6 +197,8 @@ def cmd_transition(args: argparse.Namespace) -> int:
 
     to = {"ack": Status.ACKNOWLEDGED, "mitigate": Status.MITIGATED, "resolve": Status.RESOLVED,
           "reopen": Status.REOPENED}[args.transition]  # fmt: skip
+    if to == Status.RESOLVED and not args.note.strip():
+        raise UserFacingError("resolve needs a --note saying what fixed it")
     with _store(args) as store:
         inc = store.transition(_id(args.id), to, _actor(args), args.note)
     if args.json:
