@@ -14,11 +14,12 @@ from pathlib import Path
 from reliability.errors import ConfigError
 from reliability.incidents.grouping import GroupingPolicy
 from reliability.incidents.notify import Route, routes_from_config
+from reliability.mitigation.policy import MitigationPolicy, policy_from_config
 from reliability.yamlfile import load_yaml_mapping
 
 CONFIG_ENV = "RELIABILITY_INCIDENTS_CONFIG"
 DEFAULT_CONFIG = Path(__file__).with_name("incidents.yaml")
-KNOWN_KEYS = {"grouping", "routing", "delivery"}
+KNOWN_KEYS = {"grouping", "routing", "delivery", "mitigation"}
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class IncidentsConfig:
     delivery_budget_s: float = 5.0
     delivery_timeout_s: float = 3.0
     source: Path | None = None
+    mitigation: MitigationPolicy = MitigationPolicy()  # the circuit breaker (reliability.mitigation)
 
 
 def load_incidents_config(path: Path | None = None) -> IncidentsConfig:
@@ -52,6 +54,7 @@ def load_incidents_config(path: Path | None = None) -> IncidentsConfig:
         delivery_budget_s=float(delivery.get("budget_seconds", 5.0)),
         delivery_timeout_s=float(delivery.get("timeout_seconds", 3.0)),
         source=file,
+        mitigation=policy_from_config(raw.get("mitigation"), str(file)),
     )
 
 

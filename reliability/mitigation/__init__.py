@@ -1,0 +1,1 @@
+"""Mitigation: the lineage-driven circuit breaker (pause automation, quarantine partitions, pause Kafka)."""
