@@ -3,7 +3,9 @@
 Policy: every asset gets its owner, tier and freshness expectation (dbt `meta` for dbt models,
 `assets.yaml` for the rest, else the settings' policy rules and default) and says where they came from
 (`policy_source`); an asset without a policy fails loading with its name. Every asset also
-gets its automation condition (reliability.automation), and each automated group its sensor.
+gets its automation condition (reliability.automation), and each automated group its sensor. Every
+asset op runs behind the quarantine guard and every asset carries the `open_incident` check
+(reliability.mitigation).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from reliability.dbt.project import dbt_policies, load_manifest
 from reliability.errors import ConfigError
 from reliability.incidents import defs as incidents_area
 from reliability.kafka import defs as kafka_area
+from reliability.mitigation import defs as mitigation_area
+from reliability.mitigation.guard import with_quarantine_guard
 from reliability.settings import Settings, get_settings
 from reliability.shop import defs as shop_area
 
@@ -67,11 +71,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         **{key: SourcedPolicy.declared(policy, "assets file") for key, policy in declared.items()},
         **dbt_policies(manifest, settings),
     }
-    areas = [dbt_area.defs(settings, manifest), incidents_area.defs(settings), contracts_area.defs(settings)]
+    areas = [
+        dbt_area.defs(settings, manifest), incidents_area.defs(settings), contracts_area.defs(settings),
+        mitigation_area.defs(settings),
+    ]
     if settings.shop_demo:
         areas += [shop_area.defs(settings), kafka_area.defs(settings)]
     with_policies = _with_policies(dg.Definitions.merge(*areas), policies, default_policy(settings.policy))
-    return _with_automation(with_policies, settings)
+    return _with_mitigation(_with_automation(with_policies, settings))
 
 
 def _with_automation(defs: dg.Definitions, settings: Settings) -> dg.Definitions:
@@ -91,6 +98,16 @@ def _with_automation(defs: dg.Definitions, settings: Settings) -> dg.Definitions
             asset_checks=defs.asset_checks, jobs=defs.jobs, schedules=defs.schedules,
             sensors=[*(defs.sensors or []), *automation_sensors(groups, settings)], resources=defs.resources,
         ),
+    )
+
+
+def _with_mitigation(defs: dg.Definitions) -> dg.Definitions:
+    """Every asset op behind the quarantine guard; the `open_incident` check on every asset."""
+    keys = defs.resolve_asset_graph().get_all_asset_keys()
+    return dg.Definitions(
+        assets=with_quarantine_guard(list(defs.assets or [])),
+        asset_checks=[*(defs.asset_checks or []), mitigation_area.open_incident_checks(keys)],
+        jobs=defs.jobs, schedules=defs.schedules, sensors=defs.sensors, resources=defs.resources,
     )
 
 

@@ -27,8 +27,12 @@ def _store(url: str | None) -> Any:
 
 
 def build_incident_sensor(
-    store_url: str | None = None, minimum_interval_seconds: int = 30, name: str = SENSOR_NAME
+    store_url: str | None = None, minimum_interval_seconds: int = 30, name: str = SENSOR_NAME,
+    mitigation: bool = False,
 ) -> dg.SensorDefinition:
+    """`mitigation`: after each tick, apply the circuit-breaker policy and report the `open_incident`
+    checks (reliability.mitigation); on in the platform's code location."""
+
     @dg.sensor(
         name=name,
         minimum_interval_seconds=minimum_interval_seconds,
@@ -48,6 +52,11 @@ def build_incident_sensor(
             delivery_timeout_s=cfg.delivery_timeout_s,
         )
         context.log.info(outcome.summary())
+        if mitigation:
+            from reliability.mitigation.defs import after_incident_tick
+
+            for line in after_incident_tick(context, _store(store_url)):
+                context.log.info(line)
         return dg.SensorResult(cursor=outcome.cursor.dumps(), skip_reason=outcome.summary())
 
     return incident_detection_sensor
@@ -56,4 +65,4 @@ def build_incident_sensor(
 def defs(settings: Any = None) -> dg.Definitions:
     """The incidents area. `settings` is accepted for symmetry with the other areas; the store URL
     comes from `RELIABILITY_INCIDENT_STORE_URL` / settings at tick time."""
-    return dg.Definitions(sensors=[build_incident_sensor()])
+    return dg.Definitions(sensors=[build_incident_sensor(mitigation=True)])

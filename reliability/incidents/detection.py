@@ -36,6 +36,8 @@ RUN_TAG = "reliability/incident"
 OBSERVATION_ASSET_LIMIT = 20  # per incident change: root and failing first, exposures, then nearest
 FETCH_LIMIT = 20_000  # events per type per tick; the rest waits for the next tick
 INGEST_CHUNK = 5_000
+# checks this platform reports about incidents themselves (reliability.mitigation): never a detection
+IGNORED_CHECKS = frozenset({"open_incident"})
 
 
 # ------------------------------------------------------------------------------------------ pure mapping
@@ -350,6 +352,7 @@ def read_detections(instance: dg.DagsterInstance, cursor: Cursor) -> tuple[list[
         out += detections_from_run_failure(instance, r)
     if result.records:
         new.runs = result.cursor
+    out = [d for d in out if d.signal not in IGNORED_CHECKS]
     out.sort(key=lambda d: d.occurred_at)
     return out, new
 

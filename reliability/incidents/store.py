@@ -826,6 +826,22 @@ class IncidentStore:
             self._get_row(conn, incident_id)
             return self._timeline(conn, incident_id)
 
+    def action_entries(self, incident_ids: Sequence[int] | None = None) -> dict[int, list[TimelineEntry]]:
+        """`action` timeline entries, oldest first, per incident: of `incident_ids`, else of every active
+        incident (the mitigation area folds them into what is paused and quarantined)."""
+        query = select(t.timeline).where(t.timeline.c.kind == str(TimelineKind.ACTION))
+        if incident_ids is None:
+            active = select(t.incidents.c.id).where(t.incidents.c.status.in_([str(s) for s in ACTIVE_STATUSES]))
+            query = query.where(t.timeline.c.incident_id.in_(active))
+        else:
+            query = query.where(t.timeline.c.incident_id.in_(list(incident_ids)))
+        out: dict[int, list[TimelineEntry]] = {}
+        with self._read() as conn:
+            for r in conn.execute(query.order_by(t.timeline.c.id)):
+                out.setdefault(r.incident_id, []).append(TimelineEntry(
+                    r.id, r.incident_id, r.at, r.actor, r.kind, r.message, dict(_loads(r.data, {}))))  # type: ignore[call-overload]  # fmt: skip
+        return out
+
     def list_incidents(self, status: str | None = None, limit: int | None = None) -> list[Incident]:
         query = select(t.incidents).order_by(t.incidents.c.id.desc())
         if status == "active":

@@ -221,7 +221,7 @@ def as_suggestions(actions: Sequence[PlannedAction], state: ContainmentState) ->
     """`suggest` mode: the same actions, marked as not carried out, each suggested once."""
     out = []
     for a in actions:
-        if (a.kind, _subject(a.data)) in state.suggested:
+        if a.kind != POLICY and (a.kind, _subject(a.data)) in state.suggested:
             continue
         out.append(PlannedAction(a.kind, f"suggested (not done): {a.description}", {**a.data, "suggested": True}))
     return out
