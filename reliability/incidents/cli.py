@@ -67,6 +67,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_deliver)
 
+    from reliability.mitigation.cli import register_incident_commands
+
+    register_incident_commands(sub)  # pause / resume: the circuit breaker (reliability.mitigation)
+
     br = subparsers.add_parser("blast-radius", help="everything downstream of an asset (loads Dagster defs)")
     br.add_argument("asset_key", help="e.g. raw_orders or a/b for multi-part keys")
     br.add_argument("--partition", help="the failing partition, if any")

@@ -212,6 +212,22 @@ def lag_tick(
     return json.dumps(state.to_json(), separators=(",", ":")), results, evaluations
 
 
+def paused_lag_evaluation(evaluation: dg.AssetCheckEvaluation) -> dg.AssetCheckEvaluation:
+    """While an incident pauses the feed (reliability.mitigation), lag grows on purpose: report
+    `paused by INC-n` (passing) instead of alarming."""
+    from reliability.mitigation.service import feed_paused_by
+
+    paused_by = feed_paused_by(evaluation.asset_key.to_user_string())
+    if paused_by is None:
+        return evaluation
+    return dg.AssetCheckEvaluation(
+        asset_key=evaluation.asset_key, check_name=evaluation.check_name, passed=True,
+        severity=dg.AssetCheckSeverity.WARN, description=f"paused by {paused_by}",
+        metadata={**evaluation.metadata, "status": dg.MetadataValue.text("PAUSED"),
+                  "paused_by": dg.MetadataValue.text(paused_by)},
+    )  # fmt: skip
+
+
 def build_lag_sensor(
     group_assets: Mapping[str, dg.AssetKey] = DEFAULT_GROUP_ASSETS, interval_s: int = 30
 ) -> dg.SensorDefinition:
@@ -223,6 +239,7 @@ def build_lag_sensor(
     )
     def kafka_lag_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor, results, evaluations = lag_tick(context.cursor, group_assets)
+        evaluations = [paused_lag_evaluation(ev) for ev in evaluations]
         for r in results:
             log = context.log.info if r.status is lagmod.GroupStatus.OK else context.log.warning
             log(r.message)
@@ -270,7 +287,11 @@ ingest_job = dg.define_asset_job(
 def kafka_orders_sensor(context: dg.SensorEvaluationContext, kafka: KafkaSource):
     from reliability.kafka import clients, sampling
     from reliability.kafka.broker import KafkaUnavailable
+    from reliability.mitigation.service import feed_paused_by
 
+    paused_by = feed_paused_by(RAW_ORDERS.to_user_string())
+    if paused_by is not None:  # the circuit breaker: no run, so no offset moves and messages are kept
+        return dg.SkipReason(f"paused by {paused_by} (resume: reliability incidents resume {paused_by})")
     try:
         admin = clients.admin(kafka.bootstrap())
     except KafkaUnavailable as exc:

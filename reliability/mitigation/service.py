@@ -204,3 +204,18 @@ __all__ = [
     "record_override",
     "resume_incident",
 ]
+
+
+def feed_paused_by(asset: str) -> str | None:
+    """For the Kafka sensors: `INC-n` when an incident paused `asset`'s feed. An unreadable incident
+    store does not pause ingestion (logged)."""
+    import logging
+
+    from reliability.incidents.config import open_store
+
+    try:
+        with open_store() as store:
+            return kafka_paused_by(store, asset)
+    except Exception:  # noqa: BLE001
+        logging.getLogger(__name__).exception("could not read Kafka pauses from the incident store")
+        return None
