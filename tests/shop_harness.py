@@ -52,12 +52,19 @@ def check_name(key: dg.AssetCheckKey) -> str:
     return f"{key.asset_key.to_user_string()}:{key.name}"
 
 
+def _pipeline_checks(result: dg.ExecuteInProcessResult) -> list:
+    """The pipeline's own checks: not `open_incident`, which reports the incident store's state."""
+    from reliability.mitigation.visibility import OPEN_INCIDENT_CHECK
+
+    return [e for e in result.get_asset_check_evaluations() if e.check_name != OPEN_INCIDENT_CHECK]
+
+
 def failed_checks(result: dg.ExecuteInProcessResult) -> set[str]:
-    return {check_name(e.asset_check_key) for e in result.get_asset_check_evaluations() if not e.passed}
+    return {check_name(e.asset_check_key) for e in _pipeline_checks(result) if not e.passed}
 
 
 def passed_checks(result: dg.ExecuteInProcessResult) -> set[str]:
-    return {check_name(e.asset_check_key) for e in result.get_asset_check_evaluations() if e.passed}
+    return {check_name(e.asset_check_key) for e in _pipeline_checks(result) if e.passed}
 
 
 def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
