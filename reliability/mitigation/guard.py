@@ -140,7 +140,7 @@ def guard_assets_def(assets_def: dg.AssetsDefinition) -> dg.AssetsDefinition:
         description=op_def.description,
         tags=op_def.tags,
         required_resource_keys=op_def.required_resource_keys,
-        code_version=op_def.version,
+        code_version=op_def._version,  # noqa: SLF001 - the public `version` is deprecated, as in with_replaced_properties
         retry_policy=op_def.retry_policy,
         version=None,
         pool=op_def.pool,
