@@ -200,3 +200,29 @@ def test_open_incident_check_fails_while_open_and_passes_once_resolved(location,
         store.resolve(inc_id, "carol", "source fixed")
         report_open_incident_checks(instance, store, known)
         assert latest().passed and latest().metadata["incident_status"].value == "resolved"
+
+
+def test_incident_sensor_applies_the_policy_and_reports_open_incident(location, store, tmp_path, monkeypatch) -> None:
+    """The sensor's own tick: a failed check opens an incident, the policy (suggest here: a test context
+    has no code location origin to stop sensors with) records its actions, `open_incident` fails on the
+    asset, and the next tick does not take that evaluation for a new failure."""
+    from reliability.incidents.defs import build_incident_sensor
+
+    _, repo, _ = location
+    config = tmp_path / "incidents.yaml"
+    config.write_text("mitigation:\n  default: suggest\n")
+    monkeypatch.setenv("RELIABILITY_INCIDENTS_CONFIG", str(config))
+    sensor = build_incident_sensor(store_url=store.url, mitigation=True)
+    with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+            asset_key=RAW_PAYMENTS, check_name="soda_payment_amount_positive", passed=False, description="bad day",
+        ))  # fmt: skip
+        first = sensor(dg.build_sensor_context(instance=instance, repository_def=repo))
+        (incident,) = store.list_incidents()
+        timeline = store.get(incident.id).timeline
+        assert any(e.data.get("suggested") and e.data["action"] == "quarantine" for e in timeline)
+        key = dg.AssetCheckKey(RAW_PAYMENTS, OPEN_INCIDENT_CHECK)
+        record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+        assert not record.event.asset_check_evaluation.passed
+        sensor(dg.build_sensor_context(instance=instance, repository_def=repo, cursor=first.cursor))
+        assert store.get(incident.id).detection_count == 1  # open_incident is never a detection
