@@ -42,9 +42,15 @@ def _run_actor(context: dg.OpExecutionContext) -> str:
     return tags.get(ACTOR_TAG) or tags.get("dagster/user") or "dagster-ui"
 
 
-def _run_origin(context: dg.OpExecutionContext) -> Any:
+def run_repository_origin(context: dg.OpExecutionContext) -> Any:
+    """The code location origin a run was launched from (what the daemon keys sensor states by); for a
+    run executed in process, the one the daemon stored states under."""
+    from reliability.mitigation.controls import find_repository_origin
+
     origin = context.run.remote_job_origin
-    return origin.repository_origin if origin is not None else None
+    if origin is not None:
+        return origin.repository_origin
+    return find_repository_origin(context.instance, context.repository_def)
 
 
 @dg.op(name="pause_incident_op", description="Contain the incident now, whatever the policy says.")
@@ -53,7 +59,7 @@ def pause_incident_op(context: dg.OpExecutionContext, config: IncidentConfig) ->
     from reliability.mitigation.service import pause_incident
 
     with open_store() as store:
-        outcome = pause_incident(context.instance, store, context.repository_def, _run_origin(context),
+        outcome = pause_incident(context.instance, store, context.repository_def, run_repository_origin(context),
                                  _incident_number(config.incident_id), actor=_run_actor(context))  # fmt: skip
     context.log.info(outcome.summary())
 
@@ -64,7 +70,7 @@ def resume_incident_op(context: dg.OpExecutionContext, config: IncidentConfig) -
     from reliability.mitigation.service import resume_incident
 
     with open_store() as store:
-        actions = resume_incident(context.instance, store, context.repository_def, _run_origin(context),
+        actions = resume_incident(context.instance, store, context.repository_def, run_repository_origin(context),
                                   _incident_number(config.incident_id), actor=_run_actor(context))  # fmt: skip
     context.log.info("\n".join(a.description for a in actions) or "nothing was paused")
 

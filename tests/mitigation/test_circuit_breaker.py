@@ -226,3 +226,69 @@ def test_incident_sensor_applies_the_policy_and_reports_open_incident(location, 
         assert not record.event.asset_check_evaluation.passed
         sensor(dg.build_sensor_context(instance=instance, repository_def=repo, cursor=first.cursor))
         assert store.get(incident.id).detection_count == 1  # open_incident is never a detection
+
+
+def test_cli_pause_and_resume(location, sqlite_url, tmp_path) -> None:
+    """`reliability incidents pause ID` / `resume ID` against a Dagster instance whose sensors have states
+    (the CLI finds the code location's origin there), with an engineer's hand-stopped sensor."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    _, repo, origin = location
+    home = tmp_path / "home"
+    home.mkdir()
+    with IncidentStore(sqlite_url, clock=SteppingClock()) as store:
+        inc_id = bad_day(store, repo)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "RELIABILITY_INCIDENT_STORE_URL": sqlite_url,
+           "RELIABILITY_WAREHOUSE": str(tmp_path / "warehouse.duckdb"), "RELIABILITY_ACTOR": "dana"}  # fmt: skip
+
+    def cli(*args: str) -> object:
+        proc = subprocess.run([sys.executable, "-m", "reliability.cli", "incidents", *args, "--json"], env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout)
+
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        hand_stop(instance, repo, origin, "automation_dbt")
+        before = running(instance, repo, origin)
+    paused = cli("pause", f"INC-{inc_id}")
+    assert paused["mitigated"] and {a["name"] for a in paused["actions"] if a["action"] == "stop_automation"} == {
+        "automation_raw"}  # fmt: skip
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        assert before - running(instance, repo, origin) == {"automation_raw"}
+    resumed = cli("resume", str(inc_id))
+    assert [a["name"] for a in resumed if a["action"] == "start_automation"] == ["automation_raw"]
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        assert running(instance, repo, origin) == before  # automation_dbt stays stopped
+    with IncidentStore(sqlite_url, clock=SteppingClock()) as store:
+        assert {e.actor for e in store.timeline(inc_id) if e.kind == "action"} == {"dana"}
+
+
+def test_pause_and_resume_jobs_take_the_incident_id_as_config(location, store) -> None:
+    """The Launchpad jobs, run as a launched run is (from the code location, in a run worker process):
+    run config `{ops: {pause_incident_op: {config: {incident_id: INC-n}}}}`."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    _, repo, origin = location
+    recon = ReconstructableRepository.for_module("reliability.definitions", "defs",
+                                                 working_directory=str(Path(__file__).resolve().parents[2]))
+
+    def launch(job: str, instance: dg.DagsterInstance, config: dict, tags: dict | None = None) -> bool:
+        with dg.execute_job(recon.get_reconstructable_job(job), instance, tags=tags,
+                            run_config={"ops": {f"{job}_op": {"config": config}}}) as result:  # fmt: skip
+            return result.success
+
+    with dg.instance_for_test() as instance:
+        hand_stop(instance, repo, origin, "kafka_lag_sensor")  # unrelated, stopped by hand: stays so
+        before = running(instance, repo, origin)
+        inc_id = bad_day(store, repo)
+        config = {"incident_id": f"INC-{inc_id}"}
+        assert launch("pause_incident", instance, config, tags={ACTOR_TAG: "erin"})
+        assert before - running(instance, repo, origin) == {"automation_raw", "automation_dbt"}
+        assert store.get(inc_id).status == Status.MITIGATED
+        assert launch("resume_incident", instance, config)
+        assert running(instance, repo, origin) == before
+        actors = {e.data["action"]: e.actor for e in store.timeline(inc_id) if e.kind == "action"}
+        assert actors["stop_automation"] == "erin" and actors["start_automation"] == "dagster-ui"
