@@ -113,6 +113,11 @@ def test_bad_day_pauses_exactly_the_feeding_automation_quarantines_and_resumes(l
         assert f"raw_payments partition(s) {DAY} is quarantined by INC-{inc_id}" in message
         assert not refused.get_asset_materialization_events()  # nothing written, stg_payments never ran
         assert not warehouse.exists() or "raw_payments" not in _tables(warehouse)
+        # a single-run backfill of a range that contains the day is refused too
+        ranged = job.execute_in_process(instance=instance, asset_selection=[RAW_PAYMENTS], raise_on_error=False,
+                                        tags={"dagster/asset_partition_range_start": "2026-11-19",
+                                              "dagster/asset_partition_range_end": "2026-11-21"})  # fmt: skip
+        assert not ranged.success and f"quarantined by INC-{inc_id}" in step_failures(ranged)[0]
         # another day of the same table is not quarantined
         other = job.execute_in_process(instance=instance, partition_key="2026-11-19", asset_selection=[RAW_PAYMENTS])
         assert other.success
@@ -169,6 +174,7 @@ def test_kafka_fed_root_pauses_the_consumer_and_the_lag_check_says_why(location,
         inc_id = bad_day(store, repo, asset="raw_orders", partition=None)
         policy_tick(instance, store, repo, origin, MitigationPolicy(default=Mode.AUTO), lambda _: None)
         assert "kafka_orders_sensor" in running(instance, repo, origin)  # not stopped: it says why it skips
+        assert ("raw_orders", None) in {(q.asset, q.partitions) for q in active_quarantines(store)}  # no manual run
         context = dg.build_sensor_context(instance=instance)
         skip = kafka_defs.kafka_orders_sensor(context, kafka=kafka_defs.KafkaSource(bootstrap_servers="127.0.0.1:9"))
         assert isinstance(skip, dg.SkipReason) and skip.skip_message.startswith(f"paused by INC-{inc_id}")
