@@ -21,8 +21,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from reliability.errors import ConfigError
-from reliability.incidents.model import Severity
+from reliability.incidents.model import FaultClass, Severity
 from reliability.incidents.triage import parse_tier
+
+# Incidents the breaker never contains by policy: stale data or a lagging consumer are fixed by running
+# more, not less (pausing the feed would deepen them). `reliability incidents pause` still works.
+NOT_CONTAINED: frozenset[FaultClass] = frozenset({FaultClass.FRESHNESS, FaultClass.CONSUMER_LAG})
 
 
 class Mode(StrEnum):
@@ -46,8 +50,11 @@ class MitigationPolicy:
     rules: tuple[PolicyRule, ...] = ()
     default: Mode = Mode.OFF
 
-    def mode_for(self, severity: str, root_tier: str | int | None = None) -> Mode:
-        """The mode for an incident of `severity` whose root asset has `root_tier` (first rule wins)."""
+    def mode_for(self, severity: str, root_tier: str | int | None = None, fault_class: str | None = None) -> Mode:
+        """The mode for an incident of `severity` whose root asset has `root_tier` (first rule wins);
+        always off for the fault classes in NOT_CONTAINED."""
+        if fault_class is not None and fault_class in NOT_CONTAINED:
+            return Mode.OFF
         sev, tier = Severity(severity), parse_tier(root_tier)
         for rule in self.rules:
             if rule.matches(sev, tier):

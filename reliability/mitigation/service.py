@@ -183,7 +183,7 @@ def policy_tick(instance: dg.DagsterInstance, store: Any, repo_def: dg.Repositor
     applied (a manual resume is not undone). `tier_of(asset)` gives the root's tier."""
     outcomes = []
     for inc in store.list_incidents(status="active"):
-        mode = policy.mode_for(inc.severity, tier_of(inc.root_asset))
+        mode = policy.mode_for(inc.severity, tier_of(inc.root_asset), inc.fault_class)
         if mode is Mode.OFF:
             continue
         state = containment_state(inc.id, store.timeline(inc.id))

@@ -71,6 +71,10 @@ def test_policy_first_matching_rule_wins_with_optional_tiers() -> None:
     assert policy.mode_for("SEV3", "tier2") is Mode.SUGGEST
     assert policy.mode_for("SEV4", "tier1") is Mode.OFF
     assert policy_from_config(None, "x").mode_for("SEV1") is Mode.OFF
+    # stale data or a lagging consumer: pausing would deepen them
+    assert policy.mode_for("SEV1", "tier1", "freshness") is Mode.OFF
+    assert policy.mode_for("SEV1", "tier1", "consumer_lag") is Mode.OFF
+    assert policy.mode_for("SEV1", "tier1", "data_quality") is Mode.AUTO
 
 
 @pytest.mark.parametrize(
