@@ -38,6 +38,7 @@ FETCH_LIMIT = 20_000  # events per type per tick; the rest waits for the next ti
 INGEST_CHUNK = 5_000
 # checks this platform reports about incidents themselves (reliability.mitigation): never a detection
 IGNORED_CHECKS = frozenset({"open_incident"})
+QUARANTINE_REFUSED_TAG = "reliability/quarantine_refused"
 
 
 # ------------------------------------------------------------------------------------------ pure mapping
@@ -109,6 +110,8 @@ def detections_from_run_failure(instance: dg.DagsterInstance, record: Any) -> li
     entry = record.event_log_entry
     run_id = entry.run_id
     run = instance.get_run_by_id(run_id)
+    if run is not None and run.tags.get(QUARANTINE_REFUSED_TAG):
+        return []  # refused by an incident's quarantine (reliability.mitigation): already that incident
     job = run.job_name if run else "unknown_job"
     assets: list[str] = []
     planned: list[str] = []

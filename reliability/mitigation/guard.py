@@ -24,6 +24,7 @@ from reliability.mitigation.plan import blocking_quarantine, override_ids, refus
 
 log = logging.getLogger(__name__)
 GUARDED = "__reliability_quarantine_guard__"
+REFUSED_TAG = "reliability/quarantine_refused"  # on a run the guard refused: its failure is no detection
 ACTOR_TAG = "reliability/actor"  # who forced an override; else dagster/user, else the run id
 
 
@@ -54,6 +55,8 @@ def enforce_quarantine(context: dg.OpExecutionContext, store_factory: Callable[[
         forced = override_ids(context.run.tags)
         refused = [q for q in blocked if q.incident_id not in forced]
         if refused:
+            # the run's failure is the breaker working, not a new detection (reliability.incidents.detection)
+            context.instance.add_run_tags(context.run_id, {REFUSED_TAG: f"INC-{refused[0].incident_id}"})
             raise dg.Failure(
                 description=refusal_message(refused, partitions),
                 metadata={"incident_id": f"INC-{refused[0].incident_id}", "quarantined_asset": refused[0].asset},

@@ -112,6 +112,10 @@ def test_bad_day_pauses_exactly_the_feeding_automation_quarantines_and_resumes(l
         (message,) = step_failures(refused)
         assert f"raw_payments partition(s) {DAY} is quarantined by INC-{inc_id}" in message
         assert not refused.get_asset_materialization_events()  # nothing written, stg_payments never ran
+        assert instance.get_run_by_id(refused.run_id).tags["reliability/quarantine_refused"] == f"INC-{inc_id}"
+        from reliability.incidents.detection import Cursor, read_detections
+
+        assert not [d for d in read_detections(instance, Cursor())[0] if d.run_id == refused.run_id]
         assert not warehouse.exists() or "raw_payments" not in _tables(warehouse)
         # a single-run backfill of a range that contains the day is refused too
         ranged = job.execute_in_process(instance=instance, asset_selection=[RAW_PAYMENTS], raise_on_error=False,
