@@ -105,6 +105,7 @@ def test_bad_day_pauses_exactly_the_feeding_automation_quarantines_and_resumes(l
         assert policy_tick(instance, store, repo, origin, MitigationPolicy(default=Mode.AUTO), lambda _: None) == []
 
         # a manual run of the quarantined day (with its downstream model) is refused, naming the incident
+        loaded_before = _day_loaded_at(warehouse)
         job = defs.resolve_implicit_global_asset_job_def()
         refused = job.execute_in_process(instance=instance, partition_key=DAY, raise_on_error=False,
                                          asset_selection=[RAW_PAYMENTS, dg.AssetKey("stg_payments")])  # fmt: skip
@@ -116,7 +117,7 @@ def test_bad_day_pauses_exactly_the_feeding_automation_quarantines_and_resumes(l
         from reliability.incidents.detection import Cursor, read_detections
 
         assert not [d for d in read_detections(instance, Cursor())[0] if d.run_id == refused.run_id]
-        assert not warehouse.exists() or "raw_payments" not in _tables(warehouse)
+        assert _day_loaded_at(warehouse) == loaded_before  # the day was not rewritten
         # a single-run backfill of a range that contains the day is refused too
         ranged = job.execute_in_process(instance=instance, asset_selection=[RAW_PAYMENTS], raise_on_error=False,
                                         tags={"dagster/asset_partition_range_start": "2026-11-19",
@@ -129,7 +130,7 @@ def test_bad_day_pauses_exactly_the_feeding_automation_quarantines_and_resumes(l
         # the override tag forces it, and the timeline says who did
         forced = job.execute_in_process(instance=instance, partition_key=DAY, asset_selection=[RAW_PAYMENTS],
                                         tags={OVERRIDE_TAG: f"INC-{inc_id}", ACTOR_TAG: "alice"})  # fmt: skip
-        assert forced.success
+        assert forced.success and _day_loaded_at(warehouse) != loaded_before  # forced: the day was rewritten
         with duckdb.connect(str(warehouse), read_only=True) as con:
             assert con.execute("select count(*) from raw_payments where payment_date = ?", [DAY]).fetchone()[0] > 0
         overrides = [e for e in store.timeline(inc_id) if e.data.get("action") == "quarantine_override"]
@@ -146,9 +147,15 @@ def test_bad_day_pauses_exactly_the_feeding_automation_quarantines_and_resumes(l
         assert again.success
 
 
-def _tables(warehouse: Path) -> set[str]:
+def _day_loaded_at(warehouse: Path) -> object:
+    """When DAY of raw_payments was last written (None: never); every write stamps `_loaded_at`."""
+    if not warehouse.exists():
+        return None
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        return {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+        tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+        if "raw_payments" not in tables:
+            return None
+        return con.execute("select max(_loaded_at) from raw_payments where payment_date = ?", [DAY]).fetchone()[0]
 
 
 def test_suggest_mode_changes_nothing_and_lists_the_actions(location, store) -> None:
