@@ -125,6 +125,8 @@ def resume_incident(instance: dg.DagsterInstance, store: Any, repo_def: dg.Repos
     its quarantine. Recorded on the timeline; the incident's status is left to the caller."""
     store.get(incident_id)  # a clear error for an unknown id
     state = _states(store, [incident_id]).get(incident_id, ContainmentState())
+    if state.stopped and origin is None:
+        raise UserFacingError("cannot restart automation without the code location's origin (run it in Dagster)")
     found = {i.automation.name: i for i in controls.instigators(instance, repo_def, origin)} if state.stopped else {}
     running = [name for name, i in found.items() if i.automation.running]
     actions = plan_resume(incident_id, state, _stopped_by_others(store, incident_id), running)
@@ -189,7 +191,10 @@ def policy_tick(instance: dg.DagsterInstance, store: Any, repo_def: dg.Repositor
         state = containment_state(inc.id, store.timeline(inc.id))
         if not needs_policy(inc.status, inc.severity, state):
             continue
-        outcomes.append(pause_incident(instance, store, repo_def, origin, inc.id, mode=mode, now=now))
+        try:
+            outcomes.append(pause_incident(instance, store, repo_def, origin, inc.id, mode=mode, now=now))
+        except UserFacingError as exc:  # one incident that cannot be contained does not hold up the others
+            outcomes.append(BreakerOutcome(inc.id, mode, [PlannedAction("error", f"not contained: {exc}")]))
     return outcomes
 
 
