@@ -9,11 +9,19 @@ in another process while a writer holds the file.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
 
-from reliability.contracts.evaluate import PARTITION_END_VARIABLE, Outcome, partition_end
+from reliability.contracts.evaluate import (
+    PARTITION_END_VARIABLE,
+    PARTITION_KEYS_METADATA,
+    Outcome,
+    partition_keys,
+    partition_window,
+    window_variables,
+)
 from reliability.contracts.spec import (
     BrokenContract,
     ContractSpec,
@@ -24,6 +32,15 @@ from reliability.settings import Settings, get_settings
 
 DUCKDB_POOL = "duckdb"
 log = logging.getLogger(__name__)
+
+
+def run_variables(tags: Mapping[str, str]) -> dict[str, str]:
+    """Soda variables from a run's partition: the window the contract filter binds to and its end
+    (business-time freshness). Empty outside time-partitioned runs: the contract defaults apply."""
+    window = partition_window(tags)
+    if window is None:
+        return {}
+    return {**window_variables(window), PARTITION_END_VARIABLE: window[1].isoformat()}
 
 
 def _severity(outcome: Outcome) -> dg.AssetCheckSeverity:
@@ -93,11 +110,13 @@ def contract_check(contract: ContractSpec, warehouse_path: Path, op_name: str) -
         from reliability.contracts.runner import verify_contract
 
         selected = [k.name for k in context.selected_asset_check_keys if k.asset_key == asset]
-        end = partition_end(context.run.tags) if PARTITION_END_VARIABLE in contract.variables else None
-        variables = {PARTITION_END_VARIABLE: end} if end else None
-        for outcome in verify_contract(contract, warehouse_path, selected, variables=variables):
-            if end:
-                outcome.metadata["partition_end"] = end
+        variables = run_variables(context.run.tags)
+        keys = partition_keys(context.run.tags)
+        for outcome in verify_contract(contract, warehouse_path, selected, variables=variables or None):
+            if PARTITION_END_VARIABLE in variables and PARTITION_END_VARIABLE in contract.variables:
+                outcome.metadata["partition_end"] = variables[PARTITION_END_VARIABLE]
+            if keys:
+                outcome.metadata[PARTITION_KEYS_METADATA] = dg.MetadataValue.json(keys)
             yield to_check_result(outcome, contract.asset_name)
 
     return _verify
