@@ -14,20 +14,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from reliability.contracts.evaluate import (
-    PARTITION_END_VARIABLE,
-    PARTITION_KEYS_METADATA,
-    Outcome,
-    partition_keys,
-    partition_window,
-    window_variables,
-)
+from reliability.contracts.evaluate import PARTITION_END_VARIABLE, Outcome, window_variables
 from reliability.contracts.spec import (
     BrokenContract,
     ContractSpec,
     discover_contracts,
     safe_name_part,
 )
+from reliability.partitions import PARTITION_KEYS_METADATA, partition_keys, partition_window
 from reliability.settings import Settings, get_settings
 
 DUCKDB_POOL = "duckdb"

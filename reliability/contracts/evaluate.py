@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reliability.contracts.spec import WINDOW_END_VARIABLE, WINDOW_START_VARIABLE, CheckSpec
+from reliability.partitions import partition_window
 
 PASSED, FAILED, WARN, NOT_EVALUATED, EXCLUDED = "PASSED", "FAILED", "WARN", "NOT_EVALUATED", "EXCLUDED"
 MAX_TEXT = 200  # characters kept of one sampled value
@@ -170,37 +171,6 @@ def schema_diff(declared: Mapping[str, str | None], actual: Sequence[tuple[str, 
 
 
 PARTITION_END_VARIABLE = "PARTITION_END"
-# check-result metadata: the partition keys a result is about (incident detection reads it)
-PARTITION_KEYS_METADATA = "partition_keys"
-_PARTITION_TAG = "dagster/partition"
-_RANGE_START_TAG, _RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
-_KEY_FORMATS = (("%Y-%m-%d", dt.timedelta(days=1)), ("%Y-%m-%d-%H:%M", dt.timedelta(hours=1)))
-
-
-def _key_window(key: str) -> tuple[dt.datetime, dt.datetime] | None:
-    for fmt, step in _KEY_FORMATS:
-        try:
-            start = dt.datetime.strptime(key, fmt).replace(tzinfo=dt.UTC)
-        except ValueError:
-            continue
-        return start, start + step
-    return None
-
-
-def partition_window(tags: Mapping[str, str]) -> tuple[dt.datetime, dt.datetime] | None:
-    """`[start, end)` in UTC of the daily/hourly partition (or partition range) a run processes.
-
-    From the run's tags, so it works for checks that run with their asset and for check-only runs.
-    None when the run is not time-partitioned (the checks then see the whole table).
-    """
-    first = tags.get(_RANGE_START_TAG) or tags.get(_PARTITION_TAG)
-    last = tags.get(_RANGE_END_TAG) or tags.get(_PARTITION_TAG)
-    if not first or not last:
-        return None
-    first_window, last_window = _key_window(first), _key_window(last)
-    if first_window is None or last_window is None:
-        return None
-    return first_window[0], last_window[1]
 
 
 def partition_end(tags: Mapping[str, str]) -> str | None:
@@ -226,26 +196,3 @@ def window_literal(at: dt.datetime) -> str:
 def window_variables(window: tuple[dt.datetime, dt.datetime]) -> dict[str, str]:
     """The Soda variables that bind a contract's dataset filter to `window`."""
     return {WINDOW_START_VARIABLE: window_literal(window[0]), WINDOW_END_VARIABLE: window_literal(window[1])}
-
-
-def partition_keys(tags: Mapping[str, str]) -> list[str]:
-    """The partition keys a run processes: its partition, or every key of its time-partition range."""
-    single = tags.get(_PARTITION_TAG)
-    first, last = tags.get(_RANGE_START_TAG), tags.get(_RANGE_END_TAG)
-    if not (first and last):
-        return [single] if single else []
-    for fmt, step in _KEY_FORMATS:
-        try:
-            at = dt.datetime.strptime(first, fmt)
-            end = dt.datetime.strptime(last, fmt)
-        except ValueError:
-            continue
-        keys = []
-        while at <= end and len(keys) <= MAX_PARTITION_KEYS:
-            keys.append(at.strftime(fmt))
-            at += step
-        return keys
-    return [first] if first == last else [first, last]
-
-
-MAX_PARTITION_KEYS = 10_000  # a range longer than this is cut: the keys only label a detection

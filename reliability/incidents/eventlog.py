@@ -23,6 +23,7 @@ import dagster as dg
 from dagster._core.events import DagsterEventType
 
 from reliability.incidents.mapping import CheckEvent, EventBatch, FreshnessEvent, RunFailureEvent
+from reliability.partitions import MAX_PARTITION_KEYS, PARTITION_KEYS_METADATA, partition_keys
 
 FETCH_LIMIT = 20_000  # events per type per tick; the rest waits for the next tick
 SHARDED_MARGIN_S = 300.0  # run-sharded SQLite: re-read this much history each tick (deduplicated)
@@ -79,7 +80,18 @@ def check_event_from_record(record: Any) -> CheckEvent:
         description=evaluation.description,
         partition=evaluation.partition,
         target_timestamp=target.timestamp if target is not None and target.timestamp else None,
+        partition_keys=_keys((evaluation.metadata or {}).get(PARTITION_KEYS_METADATA)),
     )
+
+
+def _keys(value: Any) -> tuple[str, ...]:
+    """Partition keys from check metadata (a JSON list, as a MetadataValue or already plain)."""
+    value = getattr(value, "value", value)
+    if isinstance(value, dict) and value.get("__class__") in ("JsonMetadataEntryData", "JsonMetadataValue"):
+        value = value.get("data")
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(k) for k in value[:MAX_PARTITION_KEYS])
 
 
 def check_event_from_json(storage_id: int, run_id: str | None, raw: str) -> CheckEvent:
@@ -102,6 +114,7 @@ def check_event_from_json(storage_id: int, run_id: str | None, raw: str) -> Chec
         description=data.get("description"),
         partition=data.get("partition"),
         target_timestamp=float(target["timestamp"]) if target.get("timestamp") else None,
+        partition_keys=_keys((data.get("metadata") or {}).get(PARTITION_KEYS_METADATA)),
     )
 
 
@@ -281,6 +294,7 @@ def run_failure_event(instance: dg.DagsterInstance, record: Any) -> RunFailureEv
         materialized=tuple(done),
         failed_check_assets=tuple(failed_checks),
         asset_selection=tuple(k.to_user_string() for k in (run.asset_selection or ())) if run else (),
+        partition_keys=tuple(partition_keys(run.tags)) if run else (),
     )
 
 
@@ -294,10 +308,26 @@ def run_failure_events(instance: dg.DagsterInstance, cursor: Cursor) -> tuple[li
     return [run_failure_event(instance, r) for r in result.records], new
 
 
+def with_run_partitions(instance: dg.DagsterInstance, checks: Sequence[CheckEvent]) -> list[CheckEvent]:
+    """Check events labelled with the partitions of their runs (one run-storage query per tick), for
+    results that name none themselves: dbt tests, checks of unpartitioned runs."""
+    from dagster._core.storage.dagster_run import RunsFilter
+
+    wanted = list(dict.fromkeys(e.run_id for e in checks if e.run_id and not (e.partition or e.partition_keys)))
+    if not wanted:
+        return list(checks)
+    runs: dict[str, tuple[str, ...]] = {}
+    for start in range(0, len(wanted), 500):
+        for record in instance.get_run_records(filters=RunsFilter(run_ids=wanted[start : start + 500])):
+            runs[record.dagster_run.run_id] = tuple(partition_keys(record.dagster_run.tags))
+    return [replace(e, run_partition_keys=runs.get(e.run_id or "", ())) for e in checks]
+
+
 def read_events(instance: dg.DagsterInstance, cursor: Cursor) -> tuple[EventBatch, Cursor]:
     """Everything new since `cursor`, and the cursor after it; each part advances its own position."""
     fast = fast_check_events(instance, cursor)
     checks, after_checks = fast if fast is not None else public_check_events(instance, cursor)
+    checks = with_run_partitions(instance, checks)
     fresh, after_fresh = freshness_events(instance, cursor)
     failures, after_runs = run_failure_events(instance, cursor)
     new = replace(after_checks, freshness=after_fresh.freshness, runs=after_runs.runs)

@@ -28,6 +28,8 @@ class CheckEvent:
     description: str | None = None
     partition: str | None = None
     target_timestamp: float | None = None  # when the checked materialization happened
+    partition_keys: tuple[str, ...] = ()  # named by the check itself (metadata `partition_keys`)
+    run_partition_keys: tuple[str, ...] = ()  # the partitions of the run that evaluated the check
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class RunFailureEvent:
     materialized: Sequence[str] = ()
     failed_check_assets: Sequence[str] = ()  # assets with a failed check evaluation in the run
     asset_selection: Sequence[str] = ()
+    partition_keys: tuple[str, ...] = ()  # the partitions the run was building
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,14 @@ def classify_check(check_name: str, description: str | None = None) -> FaultClas
     return FaultClass.DATA_QUALITY
 
 
+def check_partitions(event: CheckEvent) -> tuple[str, ...]:
+    """What a check result is about: the partition Dagster evaluated it on, else the keys the check
+    named (Soda contracts name their window), else the partitions of the run it ran in."""
+    if event.partition:
+        return (event.partition,)
+    return event.partition_keys or event.run_partition_keys
+
+
 def detection_from_check(event: CheckEvent) -> Detection:
     return Detection(
         # storage ids are per run on run-sharded SQLite: the run id makes the key unique everywhere
@@ -98,6 +109,7 @@ def detection_from_check(event: CheckEvent) -> Detection:
         fault_class=classify_check(event.check_name, event.description),
         description=event.description or "",
         partition=event.partition,
+        partition_keys=check_partitions(event),
         run_id=event.run_id or None,
         impact_started_at=_ts(event.target_timestamp) if event.target_timestamp else None,
     )
@@ -144,6 +156,7 @@ def detections_from_run_failure(event: RunFailureEvent) -> list[Detection]:
             fault_class=FaultClass.PIPELINE_FAILURE,
             description=event.message,
             run_id=event.run_id,
+            partition_keys=tuple(event.partition_keys),
         )
         for asset in dict.fromkeys(assets)
     ]

@@ -12,8 +12,6 @@ from reliability.contracts.evaluate import (
     SodaRecord,
     outcome_from_soda,
     partition_end,
-    partition_keys,
-    partition_window,
     schema_diff,
     window_variables,
 )
@@ -28,6 +26,7 @@ from reliability.contracts.spec import (
     parse_contract,
     substitute_variables,
 )
+from reliability.partitions import partition_keys, partition_window
 from tests.contracts.conftest import CONTRACTS_DIR, TABLES
 
 P = Path("c.yml")

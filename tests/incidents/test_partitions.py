@@ -4,9 +4,14 @@ asset, mapped downstream, and shows them in `incidents show` and its JSON."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
+import dagster as dg
+
 from reliability.cli import main
+from reliability.incidents.eventlog import Cursor, fast_check_events, public_check_events, read_events
+from reliability.incidents.mapping import CheckEvent, check_partitions, detections_from_events
 from reliability.incidents.model import Detection, FaultClass, Source
 from reliability.incidents.store import IncidentStore
 from reliability.incidents.triage import ALL_PARTITIONS
@@ -54,3 +59,47 @@ def test_incidents_show_prints_the_partitions(sqlite_url, capsys, monkeypatch):
     shown = json.loads(capsys.readouterr().out)
     assert shown["affected_partitions"]["raw_payments"] == ["2026-11-21"]
     assert {a["asset_key"]: a["partitions"] for a in shown["assets"]}["fct_orders"] == ["2026-11-21"]
+
+
+# ---------------------------------------------------------------- event log -> detections, real Dagster instance
+DAYS = dg.DailyPartitionsDefinition(start_date="2026-11-01")
+
+
+@dg.asset(partitions_def=DAYS)
+def daily_table() -> None:
+    return None
+
+
+@dg.asset_check(asset=daily_table, name="soda_row_count")
+def named_window() -> dg.AssetCheckResult:  # a Soda contract check names its window itself
+    return dg.AssetCheckResult(passed=False, metadata={"partition_keys": dg.MetadataValue.json(["2026-11-21"])})
+
+
+@dg.asset_check(asset=daily_table, name="not_null_id", blocking=True)
+def from_the_run() -> dg.AssetCheckResult:  # a dbt test does not: the run's partition labels it
+    return dg.AssetCheckResult(passed=False)
+
+
+def test_detections_carry_the_partitions_of_the_check_or_of_the_run(tmp_path):
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        dg.materialize([daily_table, named_window], instance=instance, partition_key="2026-11-21")
+        dg.materialize([daily_table, from_the_run], instance=instance, partition_key="2026-11-22",
+                       raise_on_error=False)  # fmt: skip
+        fast = fast_check_events(instance, Cursor(), strict=True)
+        assert fast is not None
+        public, _ = public_check_events(instance, Cursor())
+        assert sorted(e.partition_keys for e in fast[0]) == sorted(e.partition_keys for e in public)
+        batch, _ = read_events(instance, Cursor())
+        detections = detections_from_events(batch)
+    by_signal = {(d.source, d.signal): d for d in detections}
+    assert by_signal[("asset_check", "soda_row_count")].partitions == ("2026-11-21",)
+    assert by_signal[("asset_check", "not_null_id")].partitions == ("2026-11-22",)
+    (failure,) = [d for d in detections if d.source == "run_failure"]
+    assert failure.asset_key == "daily_table" and failure.partitions == ("2026-11-22",)
+
+
+def test_a_check_result_names_its_partitions_before_the_run_does():
+    event = CheckEvent(1, "r", 0.0, "a", "c", False, "ERROR", run_partition_keys=("2026-11-01", "2026-11-02"))
+    assert check_partitions(event) == ("2026-11-01", "2026-11-02")
+    assert check_partitions(replace(event, partition_keys=("2026-11-02",))) == ("2026-11-02",)
+    assert check_partitions(replace(event, partition="2026-11-03", partition_keys=("x",))) == ("2026-11-03",)
