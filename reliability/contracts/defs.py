@@ -9,32 +9,22 @@ in another process while a writer holds the file.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
 
-from reliability.contracts.evaluate import PARTITION_END_VARIABLE, Outcome, window_variables
+from reliability.contracts.evaluate import PARTITION_END_VARIABLE, Outcome, run_variables
 from reliability.contracts.spec import (
     BrokenContract,
     ContractSpec,
     discover_contracts,
     safe_name_part,
 )
-from reliability.partitions import PARTITION_KEYS_METADATA, partition_keys, partition_window
+from reliability.partitions import PARTITION_KEYS_METADATA, partition_keys
 from reliability.settings import Settings, get_settings
 
 DUCKDB_POOL = "duckdb"
 log = logging.getLogger(__name__)
-
-
-def run_variables(tags: Mapping[str, str]) -> dict[str, str]:
-    """Soda variables from a run's partition: the window the contract filter binds to and its end
-    (business-time freshness). Empty outside time-partitioned runs: the contract defaults apply."""
-    window = partition_window(tags)
-    if window is None:
-        return {}
-    return {**window_variables(window), PARTITION_END_VARIABLE: window[1].isoformat()}
 
 
 def _severity(outcome: Outcome) -> dg.AssetCheckSeverity:

@@ -196,3 +196,12 @@ def window_literal(at: dt.datetime) -> str:
 def window_variables(window: tuple[dt.datetime, dt.datetime]) -> dict[str, str]:
     """The Soda variables that bind a contract's dataset filter to `window`."""
     return {WINDOW_START_VARIABLE: window_literal(window[0]), WINDOW_END_VARIABLE: window_literal(window[1])}
+
+
+def run_variables(tags: Mapping[str, str]) -> dict[str, str]:
+    """Soda variables from a run's partition: the window the contract filter binds to and its end
+    (business-time freshness). Empty outside time-partitioned runs: the contract defaults apply."""
+    window = partition_window(tags)
+    if window is None:
+        return {}
+    return {**window_variables(window), PARTITION_END_VARIABLE: window[1].isoformat()}
