@@ -41,7 +41,7 @@ def _quiet_soda() -> None:
 
 
 def partition_scope(variables: Mapping[str, str]) -> str:
-    """'rows with <start> <= partition column < <end>', shown next to a partition's check result."""
+    """'partition window [start, end)': which rows a partition's check result is about."""
     start, end = (variables[k] for k in WINDOW_VARIABLES)
     return f"partition window [{start}, {end})"
 
