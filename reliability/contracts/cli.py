@@ -57,20 +57,22 @@ def _list(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from reliability.clock import utcnow
+    from reliability.contracts.evaluate import partition_bounds_variables, run_variables
     from reliability.contracts.runner import verify_contract
     from reliability.contracts.spec import BrokenContract, discover_contracts
     from reliability.errors import UserFacingError
     from reliability.settings import get_settings
 
-    warehouse = Path(args.warehouse) if args.warehouse else get_settings().warehouse_path
-    variables = None
+    settings = get_settings()
+    warehouse = Path(args.warehouse) if args.warehouse else settings.warehouse_path
+    variables = partition_bounds_variables(settings.partitions_start_date, utcnow().date())
     if args.partition is not None:
-        from reliability.contracts.evaluate import run_variables
-
-        variables = run_variables({"dagster/partition": args.partition})
-        if not variables:
+        window = run_variables({"dagster/partition": args.partition})
+        if not window:
             raise UserFacingError(f"--partition must be a day like 2026-11-20 (or an hour like 2026-11-20-13:00), "
                                   f"got {args.partition!r}")  # fmt: skip
+        variables.update(window)
     contracts = discover_contracts(_folder(args))
     if args.tables:
         contracts = [c for c in contracts if c.asset_name in set(args.tables)]

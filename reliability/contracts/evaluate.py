@@ -198,6 +198,19 @@ def window_variables(window: tuple[dt.datetime, dt.datetime]) -> dict[str, str]:
     return {WINDOW_START_VARIABLE: window_literal(window[0]), WINDOW_END_VARIABLE: window_literal(window[1])}
 
 
+PARTITIONS_FIRST_DAY_VARIABLE = "PARTITIONS_FIRST_DAY"
+PARTITIONS_END_VARIABLE = "PARTITIONS_END"
+
+
+def partition_bounds_variables(first_day: dt.date, today: dt.date) -> dict[str, str]:
+    """Soda variables bounding every daily partition there is: [first day, tomorrow). Contracts that
+    declare them can flag rows dated outside every partition (rows no daily run would ever check)."""
+    return {
+        PARTITIONS_FIRST_DAY_VARIABLE: first_day.isoformat(),
+        PARTITIONS_END_VARIABLE: (today + dt.timedelta(days=1)).isoformat(),
+    }
+
+
 def run_variables(tags: Mapping[str, str]) -> dict[str, str]:
     """Soda variables from a run's partition: the window the contract filter binds to and its end
     (business-time freshness). Empty outside time-partitioned runs: the contract defaults apply."""

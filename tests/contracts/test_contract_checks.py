@@ -331,3 +331,31 @@ def test_a_whole_table_check_sees_ids_re_sent_on_the_next_day(tmp_path: Path) ->
     duplicate = results["soda_order_id_duplicate"].metadata
     assert duplicate["partition_keys"].value == ["2026-11-19"]
     assert duplicate["failing_rows_sample_size"].value > 0
+
+
+def test_rows_dated_outside_every_partition_are_flagged(tmp_path: Path, run_checks) -> None:
+    from reliability.clock import utcnow
+    from reliability.settings import load_settings
+    from tests.contracts.warehouse import build_clean_warehouse
+
+    now = utcnow()
+    warehouse = build_clean_warehouse(tmp_path / "warehouse.duckdb", now=now)
+    first_day = now.date() - timedelta(days=2)  # the clean warehouse's orders span the last three days
+    settings = load_settings(environ={
+        "RELIABILITY_WAREHOUSE": str(warehouse), "RELIABILITY_CONTRACTS_DIR": str(CONTRACTS_DIR),
+        "RELIABILITY_PARTITIONS_START_DATE": first_day.isoformat(),
+    })  # fmt: skip
+    check = ("raw_orders", "soda_failed_rows_outside_partitions")
+    assert run_checks(defs(settings), ("raw_orders",))[check].passed
+    # one order two years ahead (as a producer with a wrong clock or id scheme makes), one before the data
+    far_ahead, before = now.date() + timedelta(days=730), first_day - timedelta(days=1)
+    execute(
+        warehouse,
+        f"update raw_orders set order_date = date '{far_ahead.isoformat()}' where order_id = 1",
+        f"update raw_orders set order_date = date '{before.isoformat()}' where order_id = 2",
+    )
+    results = run_checks(defs(settings), ("raw_orders",))
+    flagged = results[check]
+    assert not flagged.passed and flagged.severity == dg.AssetCheckSeverity.WARN
+    assert flagged.metadata["measured_value"].value == 2, flagged.metadata
+    assert not {name for (_, name), e in results.items() if not e.passed} - {check[1]}  # nothing else fails
