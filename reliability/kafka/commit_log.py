@@ -85,7 +85,7 @@ def decode_commit(key: bytes | None, value: bytes | None) -> CommitRecord | None
     v = _Reader(value)
     version = v.take(">h")
     if version not in (0, 1, 2, 3, 4):
-        raise ValueError(f"{TOPIC}: offset commit value version {version} is not known")
+        return None  # a future format: skipped like Burrow does, rather than stopping every tick
     offset = v.take(">q")
     if version >= 3:
         v.take(">i")  # leader epoch
