@@ -66,8 +66,10 @@ def java_string_hash(text: str) -> int:
 
 
 def group_log_partition(group: str, log_partitions: int) -> int:
-    """The commit-log partition that holds `group` (Kafka's `Utils.abs(hashCode) % partitions`)."""
-    return (java_string_hash(group) & 0x7FFFFFFF) % log_partitions
+    """The commit-log partition that holds `group` (Kafka's `Utils.abs(hashCode) % partitions`, where
+    `Utils.abs(Integer.MIN_VALUE)` is 0)."""
+    h = java_string_hash(group)
+    return (0 if h == -(1 << 31) else abs(h)) % log_partitions
 
 
 def decode_commit(key: bytes | None, value: bytes | None) -> CommitRecord | None:

@@ -27,8 +27,11 @@ def test_java_string_hash_matches_java():
 
 
 def test_group_log_partition_is_kafkas():
-    assert group_log_partition("probe.g", 10) == 9  # where the broker put it (see KEY_V1)
-    assert group_log_partition("polygenelubricants", 50) == 0  # abs(MIN_VALUE) masked, not negated
+    # where the project's broker put these groups' commits (a negative hash: abs, not a bit mask)
+    assert group_log_partition("probe.g", 10) == 9
+    assert group_log_partition("g.dbg.96b6be", 10) == 8
+    assert group_log_partition("g.test.test-consumer-that-left-while-lag-grows-is-stop-for-the-cli-.2c98cd2f", 10) == 5
+    assert group_log_partition("polygenelubricants", 50) == 0  # Utils.abs(Integer.MIN_VALUE) is 0
     assert all(0 <= group_log_partition(f"g{i}", 50) < 50 for i in range(200))
 
 
