@@ -13,7 +13,6 @@
 """
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -203,7 +202,7 @@ def lag_tick(
     from reliability.kafka import sampling
     from reliability.kafka.broker import KafkaUnavailable, bootstrap_servers
 
-    state = lagmod.LagState.from_json(json.loads(cursor)) if cursor else None
+    state = sampling.state_from_text(cursor) if cursor else None
     watch = dataclasses.replace(watch or watch_config_from_env(), required=tuple(group_assets))
     now = utcnow().timestamp() if now is None else now
     config = config or lagmod.LagConfig()
@@ -217,7 +216,7 @@ def lag_tick(
         if group not in seen:
             results.append(lagmod.error_result(group, state.last_error or "no result for this group"))
     evaluations = [lag_check_evaluation(r, group_assets[r.group]) for r in results if r.group in group_assets]
-    return json.dumps(state.to_json(), separators=(",", ":")), results, evaluations
+    return sampling.state_text(state), results, evaluations
 
 
 def build_lag_sensor(

@@ -29,7 +29,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class PartitionStatus(StrEnum):
@@ -85,9 +85,8 @@ class LagConfig:
     time_table_size: int = 60
 
 
-@dataclass(frozen=True)
-class Commit:
-    """One entry of a partition's window.
+class Commit(NamedTuple):
+    """One entry of a partition's window (a tuple: windows of thousands of partitions are rebuilt often).
 
     `timestamp` is the window time (the older one when commits closer than min-distance merged);
     `lag` is the lag when the offset was committed (None while unknown: Burrow's nil lag), measured
@@ -97,7 +96,7 @@ class Commit:
     offset: int
     lag: int | None
     timestamp: float
-    committed_at: float | None = field(default=None, compare=False)
+    committed_at: float | None = None
 
 
 TopicPartition = tuple[str, int]
@@ -128,7 +127,7 @@ def add_commit(window: Sequence[Commit], commit: Commit, config: LagConfig) -> l
     if out and commit.timestamp - out[-1].timestamp < config.min_distance_s:
         # Burrow's min-distance: the new offset replaces the previous entry but keeps its time, so a
         # consumer committing faster than min-distance still moves the window forward
-        out[-1] = replace(commit, timestamp=out[-1].timestamp)
+        out[-1] = commit._replace(timestamp=out[-1].timestamp)
     else:
         out.append(commit)
     return out[-config.window_size :]
@@ -366,7 +365,9 @@ def evaluate_group(
     total = 0
     max_time: float | None = None
     for p in partitions:
-        status = worst_group_status((status, _PARTITION_TO_GROUP[p.status]))
+        mapped = _PARTITION_TO_GROUP[p.status]
+        if _GROUP_RANK[mapped] > _GROUP_RANK[status]:
+            status = mapped
         if worst is None or (_PARTITION_RANK[p.status], p.lag or 0) > (
             _PARTITION_RANK[worst.status],
             worst.lag or 0,
@@ -448,62 +449,77 @@ class LagState:
     last_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """Compact JSON: grouped by topic, times in centiseconds after a base time, unknown lag as -1."""
-        stamps = [c.timestamp for ws in self.windows.values() for win in ws.values() for c in win]
-        stamps += [ts for tab in self.log_end_tables.values() for _, ts in tab]
+        """Compact JSON: grouped by topic, each window one flat list of (offset, lag, time) triples, times in
+        centiseconds after a base time, unknown lag as -1; tables flat (offset, time) pairs likewise."""
+        stamps = [win[0].timestamp for ws in self.windows.values() for win in ws.values() if win]
+        stamps += [tab[0][1] for tab in self.log_end_tables.values() if tab]
         base = int(min(stamps)) if stamps else 0
-
-        def cs(ts: float) -> int:
-            return round((ts - base) * 100)
-
-        windows: dict[str, dict[str, dict[str, list[list[int]]]]] = {}
+        windows: dict[str, dict[str, dict[str, list[int]]]] = {}
         for g, ws in self.windows.items():
             per_topic = windows.setdefault(g, {})
             for (t, p), win in ws.items():
-                per_topic.setdefault(t, {})[str(p)] = [
-                    [c.offset, -1 if c.lag is None else c.lag, cs(c.timestamp)] for c in win
-                ]
-        tables: dict[str, dict[str, list[list[int]]]] = {}
+                flat: list[int] = []
+                for c in win:
+                    flat += (c.offset, -1 if c.lag is None else c.lag, int((c.timestamp - base) * 100 + 0.5))
+                per_topic.setdefault(t, {})[str(p)] = flat
+        tables: dict[str, dict[str, list[int]]] = {}
         for (t, p), tab in self.log_end_tables.items():
-            tables.setdefault(t, {})[str(p)] = [[o, cs(ts)] for o, ts in tab]
+            flat = []
+            for o, ts in tab:
+                flat += (o, int((ts - base) * 100 + 0.5))
+            tables.setdefault(t, {})[str(p)] = flat
         positions = {str(p): o for p, o in self.positions.items()}
-        return {"v": 3, "b": base, "w": windows, "t": tables, "p": positions, "e": self.last_error}
+        return {"v": 4, "b": base, "w": windows, "t": tables, "p": positions, "e": self.last_error}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> LagState:
         """Inverse of `to_json`; an unknown or old format starts from an empty state."""
-        if not data or data.get("v") != 3:
+        if not data or data.get("v") != 4:
             return cls()
         base = float(data.get("b", 0))
-        windows = {
-            g: {
-                (t, int(p)): [Commit(int(o), None if lag < 0 else int(lag), base + ts / 100) for o, lag, ts in win]
+        windows: Windows = {}
+        for g, per_topic in data.get("w", {}).items():
+            windows[g] = {
+                (t, int(p)): [
+                    Commit(flat[i], None if flat[i + 1] < 0 else flat[i + 1], base + flat[i + 2] / 100)
+                    for i in range(0, len(flat), 3)
+                ]
                 for t, parts in per_topic.items()
-                for p, win in parts.items()
+                for p, flat in parts.items()
             }
-            for g, per_topic in data.get("w", {}).items()
-        }
         tables = {
-            (t, int(p)): [(int(o), base + ts / 100) for o, ts in tab]
+            (t, int(p)): [(flat[i], base + flat[i + 1] / 100) for i in range(0, len(flat), 2)]
             for t, parts in data.get("t", {}).items()
-            for p, tab in parts.items()
+            for p, flat in parts.items()
         }
         positions = {int(p): int(o) for p, o in data.get("p", {}).items()}
         return cls(windows=windows, log_end_tables=tables, positions=positions, last_error=data.get("e"))
 
 
-def fold_commits(windows: Windows, records: Iterable[CommitRecord], config: LagConfig) -> Windows:
-    """New commit records (in log order) into the windows; deleted offsets drop their window."""
-    out = {g: dict(ws) for g, ws in windows.items()}
+def fold_commits(
+    windows: Windows, records: Iterable[CommitRecord], config: LagConfig
+) -> tuple[Windows, set[tuple[str, TopicPartition]]]:
+    """New commit records (in log order) into the windows; deleted offsets drop their window.
+
+    Returns the new windows (untouched ones shared with the input) and the (group, partition) keys
+    that received a commit."""
+    out = dict(windows)
+    copied: set[str] = set()
+    touched: set[tuple[str, TopicPartition]] = set()
     for rec in records:
-        per_group = out.setdefault(rec.group, {})
+        if rec.group not in copied:
+            out[rec.group] = dict(out.get(rec.group, {}))
+            copied.add(rec.group)
+        per_group = out[rec.group]
         tp = (rec.topic, rec.partition)
         if rec.offset is None or rec.offset < 0:
             per_group.pop(tp, None)
+            touched.discard((rec.group, tp))
             continue
         fresh = Commit(rec.offset, None, rec.timestamp, committed_at=rec.timestamp)
         per_group[tp] = add_commit(per_group.get(tp, []), fresh, config)
-    return {g: ws for g, ws in out.items() if ws}
+        touched.add((rec.group, tp))
+    return {g: ws for g, ws in out.items() if ws}, touched
 
 
 def _updated_tables(
@@ -546,26 +562,39 @@ def _recent_log_end(
 
 def _with_lags(
     windows: Windows,
+    touched: Iterable[tuple[str, TopicPartition]],
     sample: Sample,
     tables: Mapping[TopicPartition, LogEndTable],
 ) -> tuple[Windows, set[tuple[TopicPartition, float]]]:
-    """Fill the lag of fresh commits from the table or the answered lookups; return what is still missing."""
+    """Fill the lag of fresh commits from the table or the answered lookups; return what is still missing.
+
+    A commit whose lag cannot be known this tick (its partition's log end was not sampled) keeps no
+    lag, which Burrow's rules skip."""
     missing: set[tuple[TopicPartition, float]] = set()
-    out: Windows = {}
-    for g, ws in windows.items():
-        out[g] = {}
-        for tp, win in ws.items():
-            filled = []
-            for c in win:
-                if c.lag is None and c.committed_at is not None and tp in sample.log_end:
-                    end = _log_end_then(tp, c.committed_at, tables, sample.log_end_history)
-                    if end is None:
-                        missing.add((tp, c.committed_at))
-                    else:
-                        c = replace(c, lag=max(0, end - c.offset))
-                filled.append(c)
-            out[g][tp] = filled
+    out = dict(windows)
+    for g, tp in touched:
+        filled = []
+        for c in out[g][tp]:
+            if c.committed_at is not None:
+                end = _log_end_then(tp, c.committed_at, tables, sample.log_end_history)
+                if end is not None:
+                    c = c._replace(lag=max(0, end - c.offset), committed_at=None)
+                elif tp in sample.log_end:
+                    missing.add((tp, c.committed_at))
+            filled.append(c)
+        out[g] = {**out[g], tp: filled}
     return out, missing
+
+
+def _settled(windows: Windows, touched: Iterable[tuple[str, TopicPartition]]) -> Windows:
+    """Forget `committed_at` once the tick is over (what is persisted and compared)."""
+    out = dict(windows)
+    for g, tp in touched:
+        out[g] = {
+            **out[g],
+            tp: [c._replace(committed_at=None) if c.committed_at is not None else c for c in out[g][tp]],
+        }
+    return out
 
 
 def _stop_candidates(windows: Windows, sample: Sample, now: float, config: LagConfig):
@@ -584,7 +613,8 @@ def lookups_needed(
     if sample.error is not None:
         return set()
     tables = _updated_tables(state, sample, now, config)
-    windows, missing = _with_lags(fold_commits(state.windows, sample.commits, config), sample, tables)
+    folded, touched = fold_commits(state.windows, sample.commits, config)
+    windows, missing = _with_lags(folded, touched, sample, tables)
     for tp, win in _stop_candidates(windows, sample, now, config):
         since, end = _recent_log_end(tp, win, now, config, tables, sample.log_end_history)
         if end is None:
@@ -602,7 +632,8 @@ def advance(
         results = [error_result(g, sample.error) for g in groups]
         return replace(state, last_error=sample.error), results
     tables = _updated_tables(state, sample, now, config)
-    windows, _ = _with_lags(fold_commits(state.windows, sample.commits, config), sample, tables)
+    folded, touched = fold_commits(state.windows, sample.commits, config)
+    windows, _ = _with_lags(folded, touched, sample, tables)
     results: list[GroupResult] = []
     for group in sorted(sample.groups):
         gs = sample.groups[group]
@@ -614,7 +645,7 @@ def advance(
     watched = {tp for g in sample.groups for tp in windows.get(g, {})} | set(sample.log_end)
     tables = {tp: tab for tp, tab in tables.items() if tp in watched}
     positions = {**state.positions, **sample.positions}
-    return LagState(windows, tables, positions, None), results
+    return LagState(_settled(windows, touched), tables, positions, None), results
 
 
 def _evaluate_watched(
@@ -633,12 +664,15 @@ def _evaluate_watched(
         tps |= {(topic, p) for p in range(sample.partition_counts.get(topic, 0))}
     partitions: list[PartitionResult] = []
     for tp in sorted(tps):
-        window = windows.get(tp, [])
-        committed = window[-1].offset if window else None
+        window = windows.get(tp, ())
         end = sample.log_end.get(tp)
+        if not window:  # never committed: shown, no lag, nothing to judge
+            partitions.append(PartitionResult(tp[0], tp[1], None, end, None, None, PartitionStatus.OK, 0))
+            continue
+        committed = window[-1].offset
         lag = offset_lag(end, committed)
         recent: list[int] = []
-        if window and end is not None:
+        if lag is not None and lag > config.allowed_lag and is_stopped(window, now):  # only STOP looks at it
             _, then = _recent_log_end(tp, window, now, config, tables, sample.log_end_history)
             recent = [end] if then is None else [then, end]
         partitions.append(
@@ -648,7 +682,7 @@ def _evaluate_watched(
                 committed=committed,
                 log_end=end,
                 lag=lag,
-                time_lag_s=time_lag(tables.get(tp, []), committed, end, now),
+                time_lag_s=time_lag(tables.get(tp, ()), committed, end, now),
                 status=evaluate_partition(window, lag, now, config, recent),
                 window_len=len(window),
             )

@@ -72,6 +72,10 @@ class WatchConfig:
         return bool(self.groups) and not self.pattern
 
 
+def _state_name(state) -> str | None:
+    return getattr(state, "name", None if state is None else str(state))
+
+
 def _error_text(exc: BaseException) -> str:
     text = str(exc)
     if "_TRANSPORT" in text or "_TIMED_OUT" in text or "Connection refused" in text or "timed out" in text:
@@ -88,11 +92,44 @@ def state_path(cluster_id: str | None) -> Path:
     return state_dir() / "lag" / f"{name}.json"
 
 
+_KNOWN_TEXTS: list[tuple[str, LagState]] = []  # the last few (JSON text, state) pairs, newest last
+
+
+def _remember(text: str, state: LagState) -> None:
+    _KNOWN_TEXTS[:] = [*_KNOWN_TEXTS[-3:], (text, state)]
+
+
+def state_text(state: LagState) -> str:
+    """The state as compact JSON (the sensor cursor and the file hold the same text)."""
+    for text, known in reversed(_KNOWN_TEXTS):
+        if known is state:
+            return text
+    text = json.dumps(state.to_json(), separators=(",", ":"))
+    _remember(text, state)
+    return text
+
+
+def state_from_text(text: str | None) -> LagState:
+    """Parse a state (unknown or unreadable text is an empty state); a text this process wrote is not
+    parsed again, so a sensor tick does not pay for its own cursor."""
+    if not text:
+        return LagState()
+    for known_text, state in reversed(_KNOWN_TEXTS):
+        if known_text == text:
+            return state
+    try:
+        state = LagState.from_json(json.loads(text))
+    except ValueError:
+        return LagState()
+    _remember(text, state)
+    return state
+
+
 def load_state(path: Path) -> LagState:
     """The persisted state; a missing or unreadable file is an empty state (it is a cache of the log)."""
     try:
-        return LagState.from_json(json.loads(path.read_text()))
-    except (OSError, ValueError):
+        return state_from_text(path.read_text())
+    except OSError:
         return LagState()
 
 
@@ -100,7 +137,7 @@ def save_state(path: Path, state: LagState) -> None:
     """Atomically replace the state file (concurrent writers: the last one wins, each file is whole)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(state.to_json(), separators=(",", ":")))
+    tmp.write_text(state_text(state))
     os.replace(tmp, path)
 
 
@@ -127,31 +164,66 @@ def lag_clients(bootstrap: str) -> LagClients:
 
 
 # ---------------------------------------------------------------------------------------------- a tick
-def take_sample(admin, reader, metadata, positions: Mapping[int, int], watch: WatchConfig = WatchConfig()) -> Sample:
-    """Watched groups, their new commits from the commit log, and the log ends of their partitions."""
+def _request_log_ends(admin, topics: set[str], counts: Mapping[str, int], timeout: float):
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import OffsetSpec
+
+    wanted = {TopicPartition(t, p): OffsetSpec.latest() for t in topics for p in range(counts[t])}
+    return admin.list_offsets(wanted, request_timeout=timeout) if wanted else {}
+
+
+def _collect_log_ends(futures, timeout: float) -> dict[TopicPartition, int]:
+    from confluent_kafka import KafkaException
+
+    log_end: dict[TopicPartition, int] = {}
+    for tp, fut in futures.items():
+        try:
+            log_end[(tp.topic, tp.partition)] = fut.result(timeout=timeout + 1).offset
+        except KafkaException:
+            continue  # partition leaderless right now: lag unknown for it this tick
+    return log_end
+
+
+def take_sample(admin, reader, metadata, state: LagState, watch: WatchConfig = WatchConfig()) -> Sample:
+    """Watched groups, their new commits from the commit log, and the log ends of their partitions.
+
+    Requests that do not depend on each other are in flight together: the group listing, the end of
+    the commit log and the log ends of the topics the state already knows; then the group descriptions
+    while the commit log is read; then the log ends of topics first seen in this tick, if any."""
     from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
     from confluent_kafka.admin import OffsetSpec
 
     timeout = watch.timeout_s
     try:
-        listing = admin.list_consumer_groups(request_timeout=timeout).result(timeout=timeout + 1)
-        found = {g.group_id for g in listing.valid}
-        names = sorted(g for g in found if watch.matches(g))
-        missing = [g for g in dict.fromkeys((*watch.groups, *watch.required)) if g not in found]
-        groups: dict[str, GroupSample] = {g: GroupSample(members=0, state="NOT_FOUND") for g in missing}
-        describe = admin.describe_consumer_groups(names, request_timeout=timeout) if names else {}
+        listing_future = admin.list_consumer_groups(request_timeout=timeout)
         counts = {t: len(md.partitions) for t, md in metadata.topics.items() if md.error is None}
         log_parts = counts.get(commit_log.TOPIC, 0)
-        wanted_log = commit_log.log_partitions_for(names, log_parts) if watch.named_only else set(range(log_parts))
-        ends: dict[int, int] = {}
-        if wanted_log:
-            futures = admin.list_offsets(
+        wanted_log = (
+            commit_log.log_partitions_for((*watch.groups, *watch.required), log_parts)
+            if watch.named_only
+            else set(range(log_parts))
+        )
+        ends_futures = (
+            admin.list_offsets(
                 {TopicPartition(commit_log.TOPIC, p): OffsetSpec.latest() for p in wanted_log},
                 isolation_level=IsolationLevel.READ_COMMITTED,
                 request_timeout=timeout,
             )
-            ends = {tp.partition: fut.result(timeout=timeout + 1).offset for tp, fut in futures.items()}
-        start = {p: (o if o <= ends.get(p, o) else 0) for p, o in positions.items()}  # log recreated: reread
+            if wanted_log
+            else {}
+        )
+        known_topics = {t for g, ws in state.windows.items() if watch.matches(g) for t, _ in ws if t in counts}
+        log_end_futures = _request_log_ends(admin, known_topics, counts, timeout)
+        found = {g.group_id: _state_name(g.state) for g in listing_future.result(timeout=timeout + 1).valid}
+        names = sorted(g for g in found if watch.matches(g))
+        missing = [g for g in dict.fromkeys((*watch.groups, *watch.required)) if g not in found]
+        groups: dict[str, GroupSample] = {g: GroupSample(members=0, state="NOT_FOUND") for g in missing}
+        # an EMPTY group has no members by definition: only the others are described
+        groups |= {g: GroupSample(members=0, state="EMPTY") for g in names if found[g] == "EMPTY"}
+        names = [g for g in names if found[g] != "EMPTY"]
+        describe = admin.describe_consumer_groups(names, request_timeout=timeout) if names else {}
+        ends = {tp.partition: fut.result(timeout=timeout + 1).offset for tp, fut in ends_futures.items()}
+        start = {p: (o if o <= ends.get(p, o) else 0) for p, o in state.positions.items()}  # log recreated
         records, new_positions = commit_log.read_commits(reader, ends, start, timeout_s=max(10.0, 4 * timeout))
         for g in names:
             try:
@@ -163,12 +235,15 @@ def take_sample(admin, reader, metadata, positions: Mapping[int, int], watch: Wa
             for member in desc.members:  # assigned partitions without a commit are shown, as "-"
                 assignment = getattr(member, "assignment", None)
                 tps |= {(tp.topic, tp.partition) for tp in getattr(assignment, "topic_partitions", None) or []}
-            groups[g] = GroupSample(
-                members=len(desc.members), state=getattr(desc.state, "name", str(desc.state)), assigned=tuple(tps)
-            )
+            groups[g] = GroupSample(members=len(desc.members), state=_state_name(desc.state), assigned=tuple(tps))
+        new_topics = {rec.topic for rec in records if rec.group in groups}
+        new_topics |= {t for gs in groups.values() for t, _ in gs.assigned}
+        new_topics = {t for t in new_topics if t in counts} - known_topics
+        log_end = _collect_log_ends(log_end_futures, timeout)
+        log_end.update(_collect_log_ends(_request_log_ends(admin, new_topics, counts, timeout), timeout))
         return Sample(
             groups=groups,
-            log_end={},
+            log_end=log_end,
             commits=records,
             positions=new_positions,
             partition_counts=counts,
@@ -177,30 +252,6 @@ def take_sample(admin, reader, metadata, positions: Mapping[int, int], watch: Wa
         return Sample(groups={}, log_end={}, error=_error_text(exc))
     except Exception as exc:  # futures time out with concurrent.futures.TimeoutError, never crash a tick
         return Sample(groups={}, log_end={}, error=f"Kafka cluster unreachable or not answering: {exc!r}")
-
-
-def _topics_read(state: LagState, sample: Sample) -> set[str]:
-    topics = {rec.topic for rec in sample.commits if rec.group in sample.groups}
-    topics |= {t for g in sample.groups for t, _ in state.windows.get(g, {})}
-    topics |= {t for gs in sample.groups.values() for t, _ in gs.assigned}
-    return {t for t in topics if t in sample.partition_counts}
-
-
-def with_log_ends(admin, sample: Sample, topics: set[str], timeout: float) -> Sample:
-    """The current log end of every partition of `topics` (a leaderless partition is left out)."""
-    from confluent_kafka import KafkaException, TopicPartition
-    from confluent_kafka.admin import OffsetSpec
-
-    wanted = {TopicPartition(t, p): OffsetSpec.latest() for t in topics for p in range(sample.partition_counts[t])}
-    if not wanted:
-        return sample
-    log_end: dict[TopicPartition, int] = {}
-    for tp, fut in admin.list_offsets(wanted, request_timeout=timeout).items():
-        try:
-            log_end[(tp.topic, tp.partition)] = fut.result(timeout=timeout + 1).offset
-        except KafkaException:
-            continue  # partition leaderless right now: lag unknown for it this tick
-    return replace(sample, log_end=log_end)
 
 
 def past_log_ends(
@@ -268,10 +319,9 @@ def run_tick(
             return advance(state or LagState(), Sample(groups=groups, log_end={}, error=error), now, config)
         path = state_path(metadata.cluster_id)
         state = load_state(path) if state is None else state
-        sample = take_sample(kafka.admin, kafka.reader, metadata, state.positions, watch)
+        sample = take_sample(kafka.admin, kafka.reader, metadata, state, watch)
         if sample.error is None:
             try:
-                sample = with_log_ends(kafka.admin, sample, _topics_read(state, sample), watch.timeout_s)
                 needed = lookups_needed(state, sample, now, config)
                 if needed:
                     history = past_log_ends(kafka.admin, needed, sample.log_end, watch.timeout_s)
