@@ -2,7 +2,8 @@
 
 Setup: 10 topics of 20 partitions with a few messages each; 200 groups (20 per topic) with committed
 offsets on every partition (set with the AdminClient, one group per call, concurrently), committed twice
-a little over a second apart so every window has history.
+a little over a second apart so every window has history; before every round the 20 groups of the first
+topic commit again (400 new commit records for ours to read; not timed).
 Ours: `reliability.kafka.defs.lag_tick` (groups, members, new commit-log records, log ends, Burrow
 evaluation, time lag, cursor and state-file round trip), after one warm-up tick.
 Baseline (the floor): the bare AdminClient calls that fetch the same offsets - list the groups, one
@@ -13,6 +14,7 @@ ratio is the median of the per-round ratios. Targets: ratio <= 1.5 and ours <= 2
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import uuid
@@ -24,6 +26,7 @@ ROUNDS = 7
 
 
 def _commit_all(admin, topics: list[str], run_id: str, shift: int) -> list[str]:
+    """Every group commits an offset on each of its topic's partitions (concurrently); returns the groups."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
     groups: list[str] = []
@@ -53,6 +56,15 @@ def _setup(bootstrap: str, quick: bool) -> list[str]:
     _commit_all(admin, topics, run_id, shift=0)
     time.sleep(1.1)
     return _commit_all(admin, topics, run_id, shift=5)
+
+
+def _churn(bootstrap: str, groups: list[str], round_index: int) -> None:
+    """Between rounds, the groups of the first topic commit again, so every tick has new commit records."""
+    from reliability.kafka import clients
+
+    run_id = groups[0].split(".")[2]
+    topic = f"bench.lag.{run_id}.0"
+    _commit_all(clients.admin(bootstrap), [topic], run_id, shift=10 + round_index)
 
 
 def _baseline_tick(admin, prefix: str, timeout: float = 30) -> float:
@@ -88,12 +100,16 @@ def run(quick: bool) -> list[dict]:
     cursor, results, _ = lag_tick(None, {}, bootstrap=bootstrap, watch=watch)  # warm-up: reads the history
     first_tick_s = time.perf_counter() - started
     _baseline_tick(admin, prefix)  # warm-up
-    ours, base = [], []
-    for _ in range(ROUNDS):
-        started = time.perf_counter()
+    ours, base, ours_cpu, base_cpu = [], [], [], []
+    for round_index in range(ROUNDS):
+        _churn(bootstrap, groups, round_index)  # not timed: 400 new commits for ours to read
+        started, cpu = time.perf_counter(), time.process_time()
         cursor, results, _ = lag_tick(cursor, {}, bootstrap=bootstrap, watch=watch)
         ours.append(time.perf_counter() - started)
+        ours_cpu.append(time.process_time() - cpu)
+        cpu = time.process_time()
         base.append(_baseline_tick(admin, prefix))
+        base_cpu.append(time.process_time() - cpu)
     partitions = sum(len(r.partitions) for r in results)
     statuses = sorted({r.status.value for r in results})
     for fut in admin.delete_consumer_groups(groups, request_timeout=60).values():
@@ -110,6 +126,9 @@ def run(quick: bool) -> list[dict]:
             "ours_s": round(statistics.median(ours), 3),
             "baseline_s": round(statistics.median(base), 3),
             "ratio": round(ratio, 3),
+            "ours_cpu_s": round(statistics.median(ours_cpu), 3),
+            "baseline_cpu_s": round(statistics.median(base_cpu), 3),
+            "load_average_1m": round(os.getloadavg()[0], 1),
             "rounds": ROUNDS,
             "target": "ratio <= 1.5 and ours <= 2 s per tick",
             "baseline": "bare AdminClient calls fetching the same offsets (list groups, list_consumer_group_offsets "

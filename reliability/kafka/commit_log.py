@@ -122,7 +122,8 @@ def read_commits(
         while todo:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading {TOPIC} took over {timeout_s:.0f}s (partitions {sorted(todo)} unread)")
-            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+            # a batch returns when full or at its timeout: short timeouts, so the end of the log is not waited on
+            for msg in consumer.consume(num_messages=5_000, timeout=0.02):
                 p = msg.partition()
                 if p not in todo:
                     continue

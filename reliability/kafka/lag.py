@@ -25,6 +25,7 @@ bracketing it, and time lag = now - that time; 0 when caught up, unknown with fe
 from __future__ import annotations
 
 import bisect
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -238,11 +239,13 @@ def _line(p: tuple[float, float], q: tuple[float, float], x: float) -> float:
 def interpolate_time(table: Sequence[tuple[int, float]], offset: int) -> float | None:
     """Time at which the log end was at `offset`: between the latest sample at or below it and the next
     sample above it, or extrapolated from the nearest two distinct offsets; None with fewer than two."""
-    if len(table) < 2:
+    n = len(table)
+    if n < 2:
         return None
-    offsets = [o for o, _ in table]
-    i = bisect.bisect_right(offsets, offset) - 1  # latest sample with offset <= target
-    if 0 <= i < len(table) - 1:
+    i = n - 1  # latest sample with offset <= target (scanning back: a lagging consumer is usually near the end)
+    while i >= 0 and table[i][0] > offset:
+        i -= 1
+    if 0 <= i < n - 1:
         return _line(table[i], table[i + 1], offset)
     if i < 0:  # before the table: the first sample and the first one with a larger offset
         later = next((s for s in table if s[0] > table[0][0]), None)
@@ -449,44 +452,53 @@ class LagState:
     last_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """Compact JSON: grouped by topic, each window one flat list of (offset, lag, time) triples, times in
-        centiseconds after a base time, unknown lag as -1; tables flat (offset, time) pairs likewise."""
-        stamps = [win[0].timestamp for ws in self.windows.values() for win in ws.values() if win]
-        stamps += [tab[0][1] for tab in self.log_end_tables.values() if tab]
-        base = int(min(stamps)) if stamps else 0
-        windows: dict[str, dict[str, dict[str, list[int]]]] = {}
+        """Compact JSON: per group its own base time and, per topic and partition, one flat list of
+        (offset, lag, centiseconds after the base) triples (unknown lag -1); tables likewise as pairs."""
+        return json.loads(self.to_text())
+
+    def to_text(self) -> str:
+        """`to_json` as text. A group's windows that did not change since the last call (the same dict:
+        ticks share untouched groups) are not encoded again, so a tick costs what changed."""
+        parts = []
+        cache: dict[int, tuple[Mapping, str]] = {}
         for g, ws in self.windows.items():
-            per_topic = windows.setdefault(g, {})
-            for (t, p), win in ws.items():
-                flat: list[int] = []
-                for c in win:
-                    flat += (c.offset, -1 if c.lag is None else c.lag, int((c.timestamp - base) * 100 + 0.5))
-                per_topic.setdefault(t, {})[str(p)] = flat
+            known = _FRAGMENTS.get(id(ws))
+            text = known[1] if known is not None and known[0] is ws else _group_fragment(ws)
+            cache[id(ws)] = (ws, text)
+            parts.append(f"{json.dumps(g)}:{text}")
+        _FRAGMENTS.clear()
+        _FRAGMENTS.update(cache)
+        stamps = [tab[0][1] for tab in self.log_end_tables.values() if tab]
+        base = int(min(stamps)) if stamps else 0
         tables: dict[str, dict[str, list[int]]] = {}
         for (t, p), tab in self.log_end_tables.items():
-            flat = []
+            flat: list[int] = []
             for o, ts in tab:
                 flat += (o, int((ts - base) * 100 + 0.5))
             tables.setdefault(t, {})[str(p)] = flat
-        positions = {str(p): o for p, o in self.positions.items()}
-        return {"v": 4, "b": base, "w": windows, "t": tables, "p": positions, "e": self.last_error}
+        rest = json.dumps(
+            {"b": base, "t": tables, "p": {str(p): o for p, o in self.positions.items()}, "e": self.last_error},
+            separators=(",", ":"),
+        )
+        return '{"v":5,"w":{' + ",".join(parts) + "}," + rest[1:]
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> LagState:
         """Inverse of `to_json`; an unknown or old format starts from an empty state."""
-        if not data or data.get("v") != 4:
+        if not data or data.get("v") != 5:
             return cls()
-        base = float(data.get("b", 0))
         windows: Windows = {}
-        for g, per_topic in data.get("w", {}).items():
+        for g, fragment in data.get("w", {}).items():
+            gbase = float(fragment["b"])
             windows[g] = {
                 (t, int(p)): [
-                    Commit(flat[i], None if flat[i + 1] < 0 else flat[i + 1], base + flat[i + 2] / 100)
+                    Commit(flat[i], None if flat[i + 1] < 0 else flat[i + 1], gbase + flat[i + 2] / 100)
                     for i in range(0, len(flat), 3)
                 ]
-                for t, parts in per_topic.items()
+                for t, parts in fragment["t"].items()
                 for p, flat in parts.items()
             }
+        base = float(data.get("b", 0))
         tables = {
             (t, int(p)): [(flat[i], base + flat[i + 1] / 100) for i in range(0, len(flat), 2)]
             for t, parts in data.get("t", {}).items()
@@ -494,6 +506,21 @@ class LagState:
         }
         positions = {int(p): int(o) for p, o in data.get("p", {}).items()}
         return cls(windows=windows, log_end_tables=tables, positions=positions, last_error=data.get("e"))
+
+
+_FRAGMENTS: dict[int, tuple[Mapping, str]] = {}  # id(group windows) -> (those windows, their JSON)
+
+
+def _group_fragment(ws: Mapping[TopicPartition, Sequence[Commit]]) -> str:
+    stamps = [win[0].timestamp for win in ws.values() if win]
+    base = int(min(stamps)) if stamps else 0
+    per_topic: dict[str, dict[str, list[int]]] = {}
+    for (t, p), win in ws.items():
+        flat: list[int] = []
+        for c in win:
+            flat += (c.offset, -1 if c.lag is None else c.lag, int((c.timestamp - base) * 100 + 0.5))
+        per_topic.setdefault(t, {})[str(p)] = flat
+    return json.dumps({"b": base, "t": per_topic}, separators=(",", ":"))
 
 
 def fold_commits(
@@ -597,55 +624,50 @@ def _settled(windows: Windows, touched: Iterable[tuple[str, TopicPartition]]) ->
     return out
 
 
-def _stop_candidates(windows: Windows, sample: Sample, now: float, config: LagConfig):
-    """Watched partitions that STOP would fire on unless the log end was recently at the last commit."""
-    for g in sample.groups:
-        for tp, win in windows.get(g, {}).items():
-            lag = offset_lag(sample.log_end.get(tp), win[-1].offset if win else None)
-            if win and lag is not None and lag > config.allowed_lag and is_stopped(win, now):
-                yield tp, win
-
-
-def lookups_needed(
+def evaluate_tick(
     state: LagState, sample: Sample, now: float, config: LagConfig = LagConfig()
-) -> set[tuple[TopicPartition, float]]:
-    """(partition, time) pairs whose log end the table cannot give: lag at old commits, STOP suppression."""
-    if sample.error is not None:
-        return set()
-    tables = _updated_tables(state, sample, now, config)
-    folded, touched = fold_commits(state.windows, sample.commits, config)
-    windows, missing = _with_lags(folded, touched, sample, tables)
-    for tp, win in _stop_candidates(windows, sample, now, config):
-        since, end = _recent_log_end(tp, win, now, config, tables, sample.log_end_history)
-        if end is None:
-            missing.add((tp, since))
-    return missing
+) -> tuple[LagState, list[GroupResult], set[tuple[TopicPartition, float]]]:
+    """Fold one sample into the state and evaluate every watched group. Pure: returns a new state.
 
-
-def advance(
-    state: LagState, sample: Sample, now: float, config: LagConfig = LagConfig()
-) -> tuple[LagState, list[GroupResult]]:
-    """Fold one sample into the state and evaluate every watched group. Pure: returns a new state."""
+    Also returns the (partition, time) pairs whose log end neither the table nor
+    `sample.log_end_history` could give (lag at old commits, STOP suppression): when there are any,
+    the caller asks the broker and evaluates the same sample again with the answers."""
     if sample.error is not None:
         # keep the windows (the outage is not the consumers' fault); every watched group reports ERR
         groups = sorted(set(sample.groups) or set(state.windows))
         results = [error_result(g, sample.error) for g in groups]
-        return replace(state, last_error=sample.error), results
+        return replace(state, last_error=sample.error), results, set()
     tables = _updated_tables(state, sample, now, config)
     folded, touched = fold_commits(state.windows, sample.commits, config)
-    windows, _ = _with_lags(folded, touched, sample, tables)
+    windows, missing = _with_lags(folded, touched, sample, tables)
     results: list[GroupResult] = []
     for group in sorted(sample.groups):
         gs = sample.groups[group]
         if gs.error is not None:
             results.append(error_result(group, gs.error))
             continue
-        results.append(_evaluate_watched(group, gs, windows.get(group, {}), sample, tables, now, config))
+        ws = windows.get(group, {})
+        results.append(_evaluate_watched(group, gs, ws, sample, tables, now, config, missing))
     # forget tables of partitions no watched group reads any more (keeps the state bounded)
     watched = {tp for g in sample.groups for tp in windows.get(g, {})} | set(sample.log_end)
     tables = {tp: tab for tp, tab in tables.items() if tp in watched}
     positions = {**state.positions, **sample.positions}
-    return LagState(_settled(windows, touched), tables, positions, None), results
+    return LagState(_settled(windows, touched), tables, positions, None), results, missing
+
+
+def advance(
+    state: LagState, sample: Sample, now: float, config: LagConfig = LagConfig()
+) -> tuple[LagState, list[GroupResult]]:
+    """`evaluate_tick` with what the sample holds (unknown past log ends stay unknown)."""
+    new_state, results, _ = evaluate_tick(state, sample, now, config)
+    return new_state, results
+
+
+def lookups_needed(
+    state: LagState, sample: Sample, now: float, config: LagConfig = LagConfig()
+) -> set[tuple[TopicPartition, float]]:
+    """(partition, time) pairs whose log end the table cannot give: lag at old commits, STOP suppression."""
+    return evaluate_tick(state, sample, now, config)[2]
 
 
 def _evaluate_watched(
@@ -656,6 +678,7 @@ def _evaluate_watched(
     tables: Mapping[TopicPartition, LogEndTable],
     now: float,
     config: LagConfig,
+    missing: set[tuple[TopicPartition, float]],
 ) -> GroupResult:
     if gs.state == "NOT_FOUND":
         return evaluate_group(group, [], members=gs.members, state=gs.state)
@@ -673,7 +696,9 @@ def _evaluate_watched(
         lag = offset_lag(end, committed)
         recent: list[int] = []
         if lag is not None and lag > config.allowed_lag and is_stopped(window, now):  # only STOP looks at it
-            _, then = _recent_log_end(tp, window, now, config, tables, sample.log_end_history)
+            since, then = _recent_log_end(tp, window, now, config, tables, sample.log_end_history)
+            if then is None:
+                missing.add((tp, since))
             recent = [end] if then is None else [then, end]
         partitions.append(
             PartitionResult(

@@ -32,7 +32,7 @@ from reliability.kafka.lag import (
     Sample,
     TopicPartition,
     advance,
-    lookups_needed,
+    evaluate_tick,
 )
 
 INTERNAL_GROUP_SUFFIXES = (".dlq-recovery",)
@@ -104,7 +104,7 @@ def state_text(state: LagState) -> str:
     for text, known in reversed(_KNOWN_TEXTS):
         if known is state:
             return text
-    text = json.dumps(state.to_json(), separators=(",", ":"))
+    text = state.to_text()
     _remember(text, state)
     return text
 
@@ -320,15 +320,15 @@ def run_tick(
         path = state_path(metadata.cluster_id)
         state = load_state(path) if state is None else state
         sample = take_sample(kafka.admin, kafka.reader, metadata, state, watch)
-        if sample.error is None:
+        new_state, results, needed = evaluate_tick(state, sample, now, config)
+        if needed:  # commits older than the log-end table, or STOP to confirm: ask the broker's time index
             try:
-                needed = lookups_needed(state, sample, now, config)
-                if needed:
-                    history = past_log_ends(kafka.admin, needed, sample.log_end, watch.timeout_s)
-                    sample = replace(sample, log_end_history=history)
+                history = past_log_ends(kafka.admin, needed, sample.log_end, watch.timeout_s)
+                sample = replace(sample, log_end_history=history)
             except Exception as exc:
                 sample = Sample(groups=sample.groups, log_end={}, error=f"Kafka cluster not answering: {exc}")
-        state, results = advance(state, sample, now, config)
+            new_state, results, _ = evaluate_tick(state, sample, now, config)
+        state = new_state
         if sample.error is None:
             save_state(path, state)
         return state, results
