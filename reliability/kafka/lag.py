@@ -427,11 +427,14 @@ class Sample:
     """One tick: watched groups, new commit records (log order), log ends, and answers to past log ends.
 
     `positions` are the commit-log read positions after `commits`; `partition_counts` lets a group's
-    never-committed partitions be reported; `log_end_history` answers `lookups_needed`.
+    never-committed partitions be reported; `log_end_history` answers `lookups_needed`;
+    `log_end_times` says when a log end was read if that was not the tick's `now` (a tick that first
+    reads the commit log learns its topics late: dating that read to `now` would skew time lag).
     """
 
     groups: Mapping[str, GroupSample]
     log_end: Mapping[TopicPartition, int]
+    log_end_times: Mapping[TopicPartition, float] = field(default_factory=dict)
     commits: Sequence[CommitRecord] = ()
     positions: Mapping[int, int] = field(default_factory=dict)
     partition_counts: Mapping[str, int] = field(default_factory=dict)
@@ -554,7 +557,8 @@ def _updated_tables(
 ) -> dict[TopicPartition, LogEndTable]:
     tables = dict(state.log_end_tables)
     for tp, end in sample.log_end.items():
-        tables[tp] = add_log_end_sample(tables.get(tp, []), end, now, config.time_table_size)
+        at = sample.log_end_times.get(tp, now)
+        tables[tp] = add_log_end_sample(tables.get(tp, []), end, at, config.time_table_size)
     return tables
 
 

@@ -172,28 +172,40 @@ def _request_log_ends(admin, topics: set[str], counts: Mapping[str, int], timeou
     return admin.list_offsets(wanted, request_timeout=timeout) if wanted else {}
 
 
-def _collect_log_ends(futures, timeout: float) -> dict[TopicPartition, int]:
+def _collect_log_ends(futures, timeout: float, at: float, started: float) -> tuple[dict[TopicPartition, int], float]:
+    """The log ends of one request, and when they were read: `at` (the tick's "now", taken at `started`
+    on the monotonic clock) plus the time until the answer came (stamped by the first future's callback)."""
+    import time
+
     from confluent_kafka import KafkaException
 
+    answered: list[float] = []
+    if futures:
+        next(iter(futures.values())).add_done_callback(lambda _f: answered.append(time.monotonic()))
     log_end: dict[TopicPartition, int] = {}
     for tp, fut in futures.items():
         try:
             log_end[(tp.topic, tp.partition)] = fut.result(timeout=timeout + 1).offset
         except KafkaException:
             continue  # partition leaderless right now: lag unknown for it this tick
-    return log_end
+    return log_end, at + ((answered[0] if answered else time.monotonic()) - started)
 
 
-def take_sample(admin, reader, metadata, state: LagState, watch: WatchConfig = WatchConfig()) -> Sample:
+def take_sample(
+    admin, reader, metadata, state: LagState, watch: WatchConfig = WatchConfig(), now: float = 0.0
+) -> Sample:
     """Watched groups, their new commits from the commit log, and the log ends of their partitions.
 
     Requests that do not depend on each other are in flight together: the group listing, the end of
     the commit log and the log ends of the topics the state already knows; then the group descriptions
     while the commit log is read; then the log ends of topics first seen in this tick, if any."""
+    import time
+
     from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
     from confluent_kafka.admin import OffsetSpec
 
     timeout = watch.timeout_s
+    started = time.monotonic()
     try:
         listing_future = admin.list_consumer_groups(request_timeout=timeout)
         counts = {t: len(md.partitions) for t, md in metadata.topics.items() if md.error is None}
@@ -239,11 +251,15 @@ def take_sample(admin, reader, metadata, state: LagState, watch: WatchConfig = W
         new_topics = {rec.topic for rec in records if rec.group in groups}
         new_topics |= {t for gs in groups.values() for t, _ in gs.assigned}
         new_topics = {t for t in new_topics if t in counts} - known_topics
-        log_end = _collect_log_ends(log_end_futures, timeout)
-        log_end.update(_collect_log_ends(_request_log_ends(admin, new_topics, counts, timeout), timeout))
+        log_end, read_at = _collect_log_ends(log_end_futures, timeout, now, started)
+        log_end_times = dict.fromkeys(log_end, read_at)
+        late, late_at = _collect_log_ends(_request_log_ends(admin, new_topics, counts, timeout), timeout, now, started)
+        log_end |= late
+        log_end_times |= dict.fromkeys(late, late_at)
         return Sample(
             groups=groups,
             log_end=log_end,
+            log_end_times=log_end_times,
             commits=records,
             positions=new_positions,
             partition_counts=counts,
@@ -319,7 +335,7 @@ def run_tick(
             return advance(state or LagState(), Sample(groups=groups, log_end={}, error=error), now, config)
         path = state_path(metadata.cluster_id)
         state = load_state(path) if state is None else state
-        sample = take_sample(kafka.admin, kafka.reader, metadata, state, watch)
+        sample = take_sample(kafka.admin, kafka.reader, metadata, state, watch, now)
         new_state, results, needed = evaluate_tick(state, sample, now, config)
         if needed:  # commits older than the log-end table, or STOP to confirm: ask the broker's time index
             try:

@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from reliability.kafka import clients
-from reliability.kafka.lag import GroupStatus, LagConfig, LagState, PartitionStatus
+from reliability.kafka.lag import LagConfig, LagState
 from reliability.kafka.sampling import WatchConfig, run_tick
 
 pytestmark = pytest.mark.kafka
@@ -277,7 +277,6 @@ def test_time_lag_within_20_percent_at_a_steady_rate(kafka_broker, topic_name):
         stop.set()
         thread.join(10)
         consumer.close()
-    assert result.status is GroupStatus.ERR and result.partitions[0].status is PartitionStatus.STOP
     assert now_estimate is not None
     assert truth > 3.0
     assert abs(now_estimate - truth) <= 0.2 * truth, (now_estimate, truth)
