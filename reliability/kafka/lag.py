@@ -2,18 +2,19 @@
 
 No I/O here. The sampler (`reliability.kafka.sampling`) reads the group coordinator's commit log
 (`__consumer_offsets`, as Burrow does), so every commit is seen with the time the broker stored it,
-even commits made before this process started: a verdict needs no waiting. One tick is a pipeline:
-
-  1. `fold_commits`: the new commit records go into per-partition windows (Burrow's storage: one entry
-     per `min_distance_s`, a merged commit keeps the OLDER timestamp, at most `window_size` entries);
-  2. `lookups_needed`: the log-end offsets at past times that the log-end table cannot answer (the
-     sampler asks the broker for them, by message timestamp);
-  3. `advance`: fills the lag each commit had when it was made, evaluates every watched group.
+even commits made before this process started: a verdict needs no waiting. One tick
+(`evaluate_tick`): the new commit records go into per-partition windows (`fold_commits`, Burrow's
+storage: one entry per `min_distance_s`, a merged commit keeps the OLDER timestamp, at most
+`window_size` entries); each new commit gets the lag it had when it was made (the log end at its time,
+from the log-end table, else from the broker's time index); then every watched group is evaluated.
+Past log ends neither source had are returned, the sampler asks the broker, and evaluates again.
 
 Burrow's partition status (`calculate_partition_status`, rules in Burrow's order):
   current lag <= allowed -> OK; STOP when no commit for longer than the window spans, unless the log
-  end recently equalled the last commit; REWIND when an offset went backwards and has not recovered to
-  where it was; if no commit in the window had zero lag: STALL (same offset throughout), WARN (lag
+  end recently equalled the last commit (Burrow's broker-offset history, `recent_s`; here it never
+  starts before that commit, or a topic younger than `recent_s` would always look caught up); REWIND
+  when the first backwards step in the window has not recovered to where it was (Burrow looks at the
+  first one only); if no commit in the window had zero lag: STALL (same offset throughout), WARN (lag
   never decreased). Group status = worst partition (STOP/STALL/REWIND -> ERR); an unknown group is
   NOT_FOUND.
 
@@ -511,6 +512,7 @@ class LagState:
         return cls(windows=windows, log_end_tables=tables, positions=positions, last_error=data.get("e"))
 
 
+# A memo, not state: the JSON of a group's windows depends on those (never mutated) windows only.
 _FRAGMENTS: dict[int, tuple[Mapping, str]] = {}  # id(group windows) -> (those windows, their JSON)
 
 
@@ -546,8 +548,11 @@ def fold_commits(
             per_group.pop(tp, None)
             touched.discard((rec.group, tp))
             continue
+        window = per_group.get(tp, [])
+        if window and rec.timestamp < window[-1].timestamp:
+            continue  # older than what the window holds: a record read again (Burrow drops backfill too)
         fresh = Commit(rec.offset, None, rec.timestamp, committed_at=rec.timestamp)
-        per_group[tp] = add_commit(per_group.get(tp, []), fresh, config)
+        per_group[tp] = add_commit(window, fresh, config)
         touched.add((rec.group, tp))
     return {g: ws for g, ws in out.items() if ws}, touched
 

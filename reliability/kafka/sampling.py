@@ -1,6 +1,6 @@
 """One lag tick against a real cluster for `reliability.kafka.lag`: few calls, concurrent where possible.
 
-A tick = list groups + describe them + topic metadata (3 calls) + the end of the commit-log partitions
+A tick = list groups + describe the non-empty ones + topic metadata + the end of the commit-log partitions
 holding the watched groups and the commits written there since the last tick (`commit_log`) + one
 `list_offsets` for the log ends of every partition the groups read + (only when the log-end table
 cannot say) one `list_offsets` by timestamp per round of past log ends.

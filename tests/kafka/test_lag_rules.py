@@ -691,3 +691,9 @@ def test_state_roundtrips_through_json_and_stays_bounded():
     assert len(again.windows["g"][TP]) == CFG.window_size
     assert len(again.log_end_tables[TP]) <= CFG.time_table_size
     assert LagState.from_json(None).windows == {} and LagState.from_json({"v": 0}).windows == {}
+
+
+def test_a_commit_record_read_again_does_not_rewrite_the_window():
+    state, _ = _tick(LagState(), [(10, 1.0), (20, 3.0)], 30, 3.5, history={(TP, 1.0): 30, (TP, 3.0): 30})
+    again, _ = _tick(state, [(10, 1.0)], 30, 4.0)
+    assert [c.offset for c in again.windows["g"][TP]] == [10, 20]
