@@ -165,23 +165,30 @@ def lag_clients(bootstrap: str) -> LagClients:
 
 # ---------------------------------------------------------------------------------------------- a tick
 def _request_log_ends(admin, topics: set[str], counts: Mapping[str, int], timeout: float):
+    """Ask for the log ends of every partition of `topics`; returns the futures and a list that gets the
+    monotonic time of the answer (a callback on the first future, attached before it can complete)."""
+    import time
+
     from confluent_kafka import TopicPartition
     from confluent_kafka.admin import OffsetSpec
 
     wanted = {TopicPartition(t, p): OffsetSpec.latest() for t in topics for p in range(counts[t])}
-    return admin.list_offsets(wanted, request_timeout=timeout) if wanted else {}
+    answered: list[float] = []
+    if not wanted:
+        return {}, answered
+    futures = admin.list_offsets(wanted, request_timeout=timeout)
+    next(iter(futures.values())).add_done_callback(lambda _f: answered.append(time.monotonic()))
+    return futures, answered
 
 
-def _collect_log_ends(futures, timeout: float, at: float, started: float) -> tuple[dict[TopicPartition, int], float]:
-    """The log ends of one request, and when they were read: `at` (the tick's "now", taken at `started`
-    on the monotonic clock) plus the time until the answer came (stamped by the first future's callback)."""
+def _collect_log_ends(request, timeout: float, at: float, started: float) -> tuple[dict[TopicPartition, int], float]:
+    """The log ends of one `_request_log_ends`, and when they were read: `at` (the tick's "now", taken
+    at `started` on the monotonic clock) plus the time until the answer came."""
     import time
 
     from confluent_kafka import KafkaException
 
-    answered: list[float] = []
-    if futures:
-        next(iter(futures.values())).add_done_callback(lambda _f: answered.append(time.monotonic()))
+    futures, answered = request
     log_end: dict[TopicPartition, int] = {}
     for tp, fut in futures.items():
         try:
@@ -225,7 +232,7 @@ def take_sample(
             else {}
         )
         known_topics = {t for g, ws in state.windows.items() if watch.matches(g) for t, _ in ws if t in counts}
-        log_end_futures = _request_log_ends(admin, known_topics, counts, timeout)
+        known_request = _request_log_ends(admin, known_topics, counts, timeout)
         found = {g.group_id: _state_name(g.state) for g in listing_future.result(timeout=timeout + 1).valid}
         names = sorted(g for g in found if watch.matches(g))
         missing = [g for g in dict.fromkeys((*watch.groups, *watch.required)) if g not in found]
@@ -251,7 +258,7 @@ def take_sample(
         new_topics = {rec.topic for rec in records if rec.group in groups}
         new_topics |= {t for gs in groups.values() for t, _ in gs.assigned}
         new_topics = {t for t in new_topics if t in counts} - known_topics
-        log_end, read_at = _collect_log_ends(log_end_futures, timeout, now, started)
+        log_end, read_at = _collect_log_ends(known_request, timeout, now, started)
         log_end_times = dict.fromkeys(log_end, read_at)
         late, late_at = _collect_log_ends(_request_log_ends(admin, new_topics, counts, timeout), timeout, now, started)
         log_end |= late
