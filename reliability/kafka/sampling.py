@@ -199,13 +199,20 @@ def _collect_log_ends(request, timeout: float, at: float, started: float) -> tup
 
 
 def take_sample(
-    admin, reader, metadata, state: LagState, watch: WatchConfig = WatchConfig(), now: float = 0.0
+    admin,
+    reader,
+    metadata,
+    state: LagState,
+    watch: WatchConfig = WatchConfig(),
+    now: float = 0.0,
+    listing_future=None,
 ) -> Sample:
     """Watched groups, their new commits from the commit log, and the log ends of their partitions.
 
     Requests that do not depend on each other are in flight together: the group listing, the end of
     the commit log and the log ends of the topics the state already knows; then the group descriptions
-    while the commit log is read; then the log ends of topics first seen in this tick, if any."""
+    while the commit log is read; then the log ends of topics first seen in this tick, if any.
+    `listing_future`: the group listing, when the caller asked for it before reading the metadata."""
     import time
 
     from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
@@ -214,7 +221,7 @@ def take_sample(
     timeout = watch.timeout_s
     started = time.monotonic()
     try:
-        listing_future = admin.list_consumer_groups(request_timeout=timeout)
+        listing_future = listing_future or admin.list_consumer_groups(request_timeout=timeout)
         counts = {t: len(md.partitions) for t, md in metadata.topics.items() if md.error is None}
         log_parts = counts.get(commit_log.TOPIC, 0)
         wanted_log = (
@@ -333,6 +340,7 @@ def run_tick(
         return advance(state or LagState(), Sample(groups={}, log_end={}, error=str(exc)), now, config)
     with kafka.lock:
         try:
+            listing = kafka.admin.list_consumer_groups(request_timeout=watch.timeout_s)  # meanwhile: metadata
             metadata = kafka.admin.list_topics(timeout=watch.timeout_s)
         except Exception as exc:
             error = _error_text(exc)
@@ -342,7 +350,7 @@ def run_tick(
             return advance(state or LagState(), Sample(groups=groups, log_end={}, error=error), now, config)
         path = state_path(metadata.cluster_id)
         state = load_state(path) if state is None else state
-        sample = take_sample(kafka.admin, kafka.reader, metadata, state, watch, now)
+        sample = take_sample(kafka.admin, kafka.reader, metadata, state, watch, now, listing)
         new_state, results, needed = evaluate_tick(state, sample, now, config)
         if needed:  # commits older than the log-end table, or STOP to confirm: ask the broker's time index
             try:
