@@ -22,7 +22,7 @@ import uuid
 TOPICS = 10
 PARTITIONS = 20
 GROUPS_PER_TOPIC = 20
-ROUNDS = 7
+ROUNDS = 15
 
 
 def _commit_all(admin, topics: list[str], run_id: str, shift: int) -> list[str]:

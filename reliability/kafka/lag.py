@@ -282,8 +282,9 @@ def time_lag(
 
 
 # -------------------------------------------------------------------------------------- group results
-@dataclass(frozen=True)
-class PartitionResult:
+class PartitionResult(NamedTuple):
+    """One partition's verdict (a tuple: a tick builds thousands)."""
+
     topic: str
     partition: int
     committed: int | None
@@ -692,33 +693,26 @@ def _evaluate_watched(
     if gs.state == "NOT_FOUND":
         return evaluate_group(group, [], members=gs.members, state=gs.state)
     tps = set(windows) | set(gs.assigned)
+    counts = sample.partition_counts
     for topic in {t for t, _ in tps}:  # every partition of a topic it reads, committed or not
-        tps |= {(topic, p) for p in range(sample.partition_counts.get(topic, 0))}
+        tps.update((topic, p) for p in range(counts.get(topic, 0)))
+    log_ends, allowed = sample.log_end, config.allowed_lag
     partitions: list[PartitionResult] = []
     for tp in sorted(tps):
-        window = windows.get(tp, ())
-        end = sample.log_end.get(tp)
+        window = windows.get(tp)
+        end = log_ends.get(tp)
         if not window:  # never committed: shown, no lag, nothing to judge
             partitions.append(PartitionResult(tp[0], tp[1], None, end, None, None, PartitionStatus.OK, 0))
             continue
         committed = window[-1].offset
-        lag = offset_lag(end, committed)
+        lag = None if end is None else max(0, end - committed)
         recent: list[int] = []
-        if lag is not None and lag > config.allowed_lag and is_stopped(window, now):  # only STOP looks at it
+        if lag is not None and lag > allowed and is_stopped(window, now):  # only STOP looks at it
             since, then = _recent_log_end(tp, window, now, config, tables, sample.log_end_history)
             if then is None:
                 missing.add((tp, since))
             recent = [end] if then is None else [then, end]
-        partitions.append(
-            PartitionResult(
-                topic=tp[0],
-                partition=tp[1],
-                committed=committed,
-                log_end=end,
-                lag=lag,
-                time_lag_s=time_lag(tables.get(tp, ()), committed, end, now),
-                status=evaluate_partition(window, lag, now, config, recent),
-                window_len=len(window),
-            )
-        )
+        seconds = None if end is None else 0.0 if not lag else time_lag(tables.get(tp, ()), committed, end, now)
+        status = evaluate_partition(window, lag, now, config, recent)
+        partitions.append(PartitionResult(tp[0], tp[1], committed, end, lag, seconds, status, len(window)))
     return evaluate_group(group, partitions, members=gs.members, state=gs.state)
