@@ -142,13 +142,29 @@ def save_state(path: Path, state: LagState) -> None:
 
 
 # -------------------------------------------------------------------------------------------- clients
+METADATA_MAX_AGE_S = 30.0  # topic metadata is read again after this, or at once for a topic it lacks
+
+
 @dataclass
 class LagClients:
-    """A warm AdminClient and commit-log reader per cluster; one tick at a time uses them."""
+    """A warm AdminClient and commit-log reader per cluster, and its topic metadata; one tick at a time.
+
+    Reading the metadata of every topic costs as much as the rest of a tick on a cluster with thousands
+    of partitions, and partition counts rarely change, so it is reused for `METADATA_MAX_AGE_S`."""
 
     admin: object
     reader: object
     lock: threading.Lock
+    metadata: object | None = None
+    metadata_read_at: float = 0.0
+
+    def topic_metadata(self, timeout: float, refresh: bool = False):
+        import time
+
+        if refresh or self.metadata is None or time.monotonic() - self.metadata_read_at > METADATA_MAX_AGE_S:
+            self.metadata = self.admin.list_topics(timeout=timeout)
+            self.metadata_read_at = time.monotonic()
+        return self.metadata
 
 
 @functools.cache
@@ -164,6 +180,10 @@ def lag_clients(bootstrap: str) -> LagClients:
 
 
 # ---------------------------------------------------------------------------------------------- a tick
+def _partition_counts(metadata) -> dict[str, int]:
+    return {t: len(md.partitions) for t, md in metadata.topics.items() if md.error is None}
+
+
 def _request_log_ends(admin, topics: set[str], counts: Mapping[str, int], timeout: float):
     """Ask for the log ends of every partition of `topics`; returns the futures and a list that gets the
     monotonic time of the answer (a callback on the first future, attached before it can complete)."""
@@ -201,7 +221,7 @@ def _collect_log_ends(request, timeout: float, at: float, started: float) -> tup
 def take_sample(
     admin,
     reader,
-    metadata,
+    topic_metadata,
     state: LagState,
     watch: WatchConfig = WatchConfig(),
     now: float = 0.0,
@@ -212,7 +232,8 @@ def take_sample(
     Requests that do not depend on each other are in flight together: the group listing, the end of
     the commit log and the log ends of the topics the state already knows; then the group descriptions
     while the commit log is read; then the log ends of topics first seen in this tick, if any.
-    `listing_future`: the group listing, when the caller asked for it before reading the metadata."""
+    `topic_metadata(refresh)` gives the (cached) topic metadata; it is refreshed when a group reads a
+    topic it lacks. `listing_future`: the group listing, when the caller asked for it already."""
     import time
 
     from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
@@ -222,7 +243,7 @@ def take_sample(
     started = time.monotonic()
     try:
         listing_future = listing_future or admin.list_consumer_groups(request_timeout=timeout)
-        counts = {t: len(md.partitions) for t, md in metadata.topics.items() if md.error is None}
+        counts = _partition_counts(topic_metadata(False))
         log_parts = counts.get(commit_log.TOPIC, 0)
         wanted_log = (
             commit_log.log_partitions_for((*watch.groups, *watch.required), log_parts)
@@ -264,6 +285,8 @@ def take_sample(
             groups[g] = GroupSample(members=len(desc.members), state=_state_name(desc.state), assigned=tuple(tps))
         new_topics = {rec.topic for rec in records if rec.group in groups}
         new_topics |= {t for gs in groups.values() for t, _ in gs.assigned}
+        if new_topics - counts.keys():  # a topic created since the metadata was read
+            counts = _partition_counts(topic_metadata(True))
         new_topics = {t for t in new_topics if t in counts} - known_topics
         log_end, read_at = _collect_log_ends(known_request, timeout, now, started)
         log_end_times = dict.fromkeys(log_end, read_at)
@@ -341,7 +364,7 @@ def run_tick(
     with kafka.lock:
         try:
             listing = kafka.admin.list_consumer_groups(request_timeout=watch.timeout_s)  # meanwhile: metadata
-            metadata = kafka.admin.list_topics(timeout=watch.timeout_s)
+            metadata = kafka.topic_metadata(watch.timeout_s)
         except Exception as exc:
             error = _error_text(exc)
             if not error.startswith("Kafka cluster unreachable"):
@@ -350,7 +373,15 @@ def run_tick(
             return advance(state or LagState(), Sample(groups=groups, log_end={}, error=error), now, config)
         path = state_path(metadata.cluster_id)
         state = load_state(path) if state is None else state
-        sample = take_sample(kafka.admin, kafka.reader, metadata, state, watch, now, listing)
+        sample = take_sample(
+            kafka.admin,
+            kafka.reader,
+            lambda refresh: kafka.topic_metadata(watch.timeout_s, refresh),
+            state,
+            watch,
+            now,
+            listing,
+        )
         new_state, results, needed = evaluate_tick(state, sample, now, config)
         if needed:  # commits older than the log-end table, or STOP to confirm: ask the broker's time index
             try:
