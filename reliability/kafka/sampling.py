@@ -261,10 +261,15 @@ def take_sample(
         )
         known_topics = {t for g, ws in state.windows.items() if watch.matches(g) for t, _ in ws if t in counts}
         known_request = _request_log_ends(admin, known_topics, counts, timeout)
-        found = {g.group_id: _state_name(g.state) for g in listing_future.result(timeout=timeout + 1).valid}
+        listing = listing_future.result(timeout=timeout + 1)
+        found = {g.group_id: _state_name(g.state) for g in listing.valid}
         names = sorted(g for g in found if watch.matches(g))
         missing = [g for g in dict.fromkeys((*watch.groups, *watch.required)) if g not in found]
-        groups: dict[str, GroupSample] = {g: GroupSample(members=0, state="NOT_FOUND") for g in missing}
+        if listing.errors:  # e.g. a coordinator still loading after a restart: missing is not "not found"
+            why = f"group listing incomplete, try again: {_error_text(listing.errors[0])}"
+            groups: dict[str, GroupSample] = {g: GroupSample(error=why) for g in missing}
+        else:
+            groups = {g: GroupSample(members=0, state="NOT_FOUND") for g in missing}
         # an EMPTY group has no members by definition: only the others are described
         groups |= {g: GroupSample(members=0, state="EMPTY") for g in names if found[g] == "EMPTY"}
         names = [g for g in names if found[g] != "EMPTY"]
