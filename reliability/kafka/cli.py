@@ -54,7 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lag = subparsers.add_parser("lag", help="consumer lag per group (Burrow rules + time lag)")
     lag.add_argument("--group", action="append", default=[], help="only this group (repeatable)")
     lag.add_argument("--pattern", help="glob or regex of groups to show")
-    lag.add_argument("--samples", type=int, default=2, help="samples taken (time lag needs 2)")
+    lag.add_argument(
+        "--samples", type=int, default=2, help="samples taken (the first gives the verdict; time lag needs 2)"
+    )
     lag.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
     lag.add_argument("--json", action="store_true", help="JSON instead of a table")
     lag.set_defaults(handler=_lag)
@@ -194,7 +196,7 @@ def format_table(results) -> str:
 
 def _lag(args: argparse.Namespace) -> int:
     from reliability.kafka import broker, sampling
-    from reliability.kafka.lag import error_result
+    from reliability.kafka.lag import GroupStatus, error_result, worst_group_status
 
     watch = sampling.WatchConfig(groups=tuple(args.group), pattern=args.pattern)
     try:
@@ -211,5 +213,5 @@ def _lag(args: argparse.Namespace) -> int:
         print("no consumer groups found")
     else:
         print(format_table(results))
-    worst = max((r.status.value for r in results), key=["OK", "WARN", "ERR"].index, default="OK")
-    return {"OK": 0, "WARN": 0, "ERR": 1}[worst]
+    worst = worst_group_status(r.status for r in results)
+    return 1 if worst in (GroupStatus.ERR, GroupStatus.NOT_FOUND) else 0
