@@ -105,7 +105,8 @@ def raw_orders(
     context: dg.AssetExecutionContext, config: IngestRunConfig, warehouse: DuckDBResource, kafka: KafkaSource
 ):
     from reliability.kafka import clients
-    from reliability.kafka.ingest import Ingestor, dlq_depth
+    from reliability.kafka.ingest import Ingestor
+    from reliability.kafka.warehouse import dlq_depth
 
     bootstrap = kafka.bootstrap()
     clients.ensure_topic(kafka.topic, kafka.partitions, bootstrap)

@@ -14,8 +14,8 @@ import duckdb
 import pytest
 
 from reliability.kafka import clients
-from reliability.kafka.ingest import OUTBOX_TABLE
 from reliability.kafka.producer import produce_orders
+from reliability.kafka.warehouse import OUTBOX_TABLE
 from tests.kafka.test_ingest import read_topic
 
 pytestmark = pytest.mark.kafka  # about 20 s: not marked slow, so CI always runs it
