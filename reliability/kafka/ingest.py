@@ -381,6 +381,17 @@ class Ingestor:
         self.stats.error = None
         self.stats.stop_reason = ""
         self.stats.stalled = False
+        try:
+            self._run(started, max_seconds, max_messages, idle_timeout_s)
+        except BaseException as exc:
+            self.stats.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.stats.stop_reason = "stopped on an error"
+            raise
+        finally:
+            self.stats.seconds = time.monotonic() - started
+        return self.stats
+
+    def _run(self, started: float, max_seconds: float | None, max_messages: int | None, idle_timeout_s: float) -> None:
         self.assign()
         self.recover_outbox()
         targets = self.end_offsets()
@@ -393,71 +404,63 @@ class Ingestor:
         # transaction, up to `batch_size` messages (group commit of partial batches: fewer commits when
         # messages trickle in). Transactions are written one at a time, in order, so a crash still leaves
         # a prefix of batches with matching offsets.
-        try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer") as writer:
-                pending: Future | None = None
-                queued: _Transaction | None = None
-                transactions = 0
-                try:
-                    while not self.caught_up(targets):
-                        if max_seconds is not None and time.monotonic() - started > max_seconds:
-                            reason = f"stopped at --max-seconds {max_seconds:g}"
-                            break
-                        if max_messages is not None and consumed >= max_messages:
-                            reason = f"stopped after {max_messages} message(s) (max_messages)"
-                            break
-                        limit = self.batch_size
-                        if max_messages is not None:
-                            limit = max(1, min(limit, max_messages - consumed))
-                        msgs = self.consumer.consume(limit, timeout=0.5)
-                        batch = self.prepare(msgs) if msgs else None
-                        if batch is not None:
-                            if consumed == 0 and self.on_first_batch is not None:
-                                self.on_first_batch()
-                                self.on_first_batch = None
-                            consumed += len(batch[0])
-                            idle_since = time.monotonic()
-                            if not self.pipelined:
-                                self.write(*batch)
-                                self._commit_to_kafka(batch[2])
-                                continue
-                            if queued is None:  # its spool file is free: the writer is done with transaction n - 2
-                                queued = _Transaction(self._spools[transactions % 2])
-                                transactions += 1
-                            queued.add(batch)
-                            if pending is None or pending.done() or queued.messages >= self.batch_size:
-                                if pending is not None:
-                                    self._commit_to_kafka(pending.result())
-                                pending = writer.submit(self._write_returning_offsets, *queued.take())
-                                queued = None
-                        elif time.monotonic() - idle_since > idle_timeout_s:
-                            # e.g. aborted transactions at the end of a partition never yield messages
-                            reason = f"no message for {idle_timeout_s:g}s"
-                            break
-                    if queued is not None:
-                        if pending is not None:
-                            self._commit_to_kafka(pending.result())
-                        pending = writer.submit(self._write_returning_offsets, *queued.take())
-                        queued = None
-                finally:
-                    if queued is not None:
-                        queued.discard()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer") as writer:
+            pending: Future | None = None
+            queued: _Transaction | None = None
+            transactions = 0
+            try:
+                while not self.caught_up(targets):
+                    if max_seconds is not None and time.monotonic() - started > max_seconds:
+                        reason = f"stopped at --max-seconds {max_seconds:g}"
+                        break
+                    if max_messages is not None and consumed >= max_messages:
+                        reason = f"stopped after {max_messages} message(s) (max_messages)"
+                        break
+                    limit = self.batch_size
+                    if max_messages is not None:
+                        limit = max(1, min(limit, max_messages - consumed))
+                    msgs = self.consumer.consume(limit, timeout=0.5)
+                    batch = self.prepare(msgs) if msgs else None
+                    if batch is not None:
+                        if consumed == 0 and self.on_first_batch is not None:
+                            self.on_first_batch()
+                            self.on_first_batch = None
+                        consumed += len(batch[0])
+                        idle_since = time.monotonic()
+                        if not self.pipelined:
+                            self.write(*batch)
+                            self._commit_to_kafka(batch[2])
+                            continue
+                        if queued is None:  # its spool file is free: the writer is done with transaction n - 2
+                            queued = _Transaction(self._spools[transactions % 2])
+                            transactions += 1
+                        queued.add(batch)
+                        if pending is None or pending.done() or queued.messages >= self.batch_size:
+                            if pending is not None:
+                                self._commit_to_kafka(pending.result())
+                            pending = writer.submit(self._write_returning_offsets, *queued.take())
+                            queued = None
+                    elif time.monotonic() - idle_since > idle_timeout_s:
+                        # e.g. aborted transactions at the end of a partition never yield messages
+                        reason = f"no message for {idle_timeout_s:g}s"
+                        break
+                if queued is not None:
                     if pending is not None:
-                        done = pending
-                        pending = None
-                        self._commit_to_kafka(done.result())
-            self.stats.left = self.left_before(targets)
-            self.stats.stalled = bool(self.stats.left) and reason.startswith("no message")
-            if self.stats.stalled:
-                reason += f" with up to {self.stats.left} message(s) left before the end offsets seen at start"
-            self.stats.stop_reason = reason
-        except BaseException as exc:
-            self.stats.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            self.stats.stop_reason = "stopped on an error"
-            raise
-        finally:
-            self.stats.seconds = time.monotonic() - started
-        return self.stats
+                        self._commit_to_kafka(pending.result())
+                    pending = writer.submit(self._write_returning_offsets, *queued.take())
+                    queued = None
+            finally:
+                if queued is not None:
+                    queued.discard()
+                if pending is not None:
+                    done = pending
+                    pending = None
+                    self._commit_to_kafka(done.result())
+        self.stats.left = self.left_before(targets)
+        self.stats.stalled = bool(self.stats.left) and reason.startswith("no message")
+        if self.stats.stalled:
+            reason += f" with up to {self.stats.left} message(s) left before the end offsets seen at start"
+        self.stats.stop_reason = reason
 
     def close(self) -> None:
         try:
