@@ -9,8 +9,8 @@ Both ways a batch is judged apply the SAME rules (`RULES`) to the raw JSON text 
 Strict means a value goes in exactly as sent or not at all: ids are JSON integers >= 1 (not `true`, not
 `600002.7`, not `"12"`), `amount` has at most two decimals, dates are ISO dates from year 1, and
 `ordered_at` is an ISO date-time whose offset (`Z`, `+05:00`) is converted to UTC (no offset: already
-UTC). A document with a duplicate key is rejected on both paths (the NDJSON reader refuses it, so such a
-batch always falls back to the per-message path, which names the key). A UTF-8 BOM or whitespace before
+UTC). A document giving one of the fields twice is rejected, naming the key (the NDJSON reader refuses
+any duplicate key, so such a batch always falls back to the per-message path). A UTF-8 BOM or whitespace before
 the JSON is accepted. Every literal in this SQL is one of our constants, never message content.
 """
 
@@ -100,11 +100,12 @@ with kinds as (
 ), texts as (
     select *, {", ".join(_text_sql(f) + f" as s_{f}" for f in STRING_FIELDS)}, {s_other}
     from kinds
-), zoned as (
-    select *,
-        regexp_extract(s_ordered_at, '{_DATETIME_RE}', 1) as local_ordered_at,
-        regexp_extract(s_ordered_at, '{_DATETIME_RE}', 4) as zone_ordered_at
+), parts as (
+    select *, regexp_extract(s_ordered_at, '{_DATETIME_RE}', ['local', 'seconds', 'fraction', 'zone']) as dt
     from texts
+), zoned as (
+    select *, dt.local as local_ordered_at, dt.zone as zone_ordered_at
+    from parts
 ), typed as (
     select *,
         case when k_order_id = 'INT' then try_cast(r_order_id as bigint) end as i_order_id,
@@ -211,11 +212,16 @@ where schema = {sql_literal(SCHEMA_NAME)} and schema_version = '{SCHEMA_VERSION}
 
 _PATHS = "[" + ", ".join(f"'$.{f}'" for f in FIELDS) + "]"
 _RAW_FROM_EXTRACT = ", ".join(f"j[{i + 1}]::varchar as r_{f}" for i, f in enumerate(FIELDS))
-# Per-message source: strip a BOM or whitespace, keep JSON objects, list duplicate keys, extract the fields.
+# Per-message source: strip a BOM or whitespace, keep JSON objects, extract the fields, and flag a field
+# given twice (JSON readers disagree on which copy wins: one is never silently picked). A duplicated key
+# that is not one of FIELDS is ignored like any extra key (the bulk reader refuses it, so such a batch is
+# judged here).
+_FIELD_LIST = "(" + ", ".join(sql_literal(f) for f in FIELDS) + ")"
+_PRESENT = " + ".join(f"(j[{i + 1}] is not null)::integer" for i in range(len(FIELDS)))
 _PER_MESSAGE_SOURCE = f"""
 select idx, is_object,
-    case when is_object and len(keys) <> len(list_distinct(keys)) then 'duplicate key: '
-        || array_to_string(list_distinct([x for x, i in keys if list_position(keys, x) <> i]), ',')
+    case when is_object and len(list_filter(keys, lambda k: k in {_FIELD_LIST})) > {_PRESENT} then 'duplicate key: '
+        || array_to_string(list_distinct([k for k, i in keys if list_position(keys, k) <> i]), ',')
     end as duplicate_keys,
     {_RAW_FROM_EXTRACT}
 from (
@@ -224,7 +230,7 @@ from (
         case when is_object then json_keys(v) end as keys
     from (
         select idx, json_valid(t) and starts_with(t, '{{') as is_object, t as v
-        from (select idx, ltrim(v, {_WHITESPACE_AND_BOM}) as t from _lines)
+        from (select idx, case when ord(v) = 123 then v else ltrim(v, {_WHITESPACE_AND_BOM}) end as t from _lines)
     )
 )"""
 PER_MESSAGE_SQL = "create or replace temp table _checked as\n" + rules_sql(_PER_MESSAGE_SOURCE)
