@@ -139,3 +139,15 @@ def test_a_run_cut_short_says_how_far_it_got(kafka_broker, topic_name, tmp_path)
     assert proc.returncode == 0, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("ingested ") and "stopped at --max-seconds 0" in last
+
+
+@pytest.mark.kafka
+def test_reliability_kafka_ingest_says_what_it_did(kafka_broker, topic_name, tmp_path):
+    from tests.kafka.test_cli import cli
+
+    produce_orders(topic_name, 300, poison_count=2, bootstrap=kafka_broker)
+    env = {"RELIABILITY_WAREHOUSE": str(tmp_path / "wh.duckdb")}
+    done = cli("kafka", "ingest", "--topic", topic_name, "--group", f"g.{topic_name}", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"ingested 300 row(s), rejected 2 to {topic_name}.dlq (302 message(s)")
+    assert done.stdout.rstrip().endswith("caught up with the end offsets seen at start")
