@@ -14,6 +14,7 @@ limit could never be dead-lettered (MSG_SIZE_TOO_LARGE) and would block its part
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,10 +26,12 @@ MAX_PAYLOAD_BYTES = 512 * 1024
 MAX_KEY_BYTES = 16 * 1024
 MAX_HEADER_VALUE_BYTES = 1024  # error detail and the like: enough to name the field and quote its value
 DELIVERY_TIMEOUT_MS = 30_000  # a publish is final (delivered or failed) within this, so a retry never doubles
+READ_BACK_TIMEOUT_S = 120.0
 
 
 class DeadLetterPublishError(UserFacingError):
-    """Publishing to the DLQ failed (e.g. the broker is unreachable); the outbox keeps the rejects."""
+    """Publishing to (or reading back) the DLQ failed, e.g. the broker is unreachable; the outbox keeps
+    the rejects and the next run publishes them."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,12 @@ class DeadLetterQueue:
                 return seen
             reader.assign([TopicPartition(self.dlq_topic, p, OFFSET_BEGINNING) for p in ends])
             done: set[int] = set()
+            deadline = time.monotonic() + READ_BACK_TIMEOUT_S
             while len(done) < len(ends):
+                if time.monotonic() > deadline:  # e.g. the broker went away: retried by the caller
+                    raise DeadLetterPublishError(
+                        f"reading {self.dlq_topic} back to recover dead letters took over {READ_BACK_TIMEOUT_S:.0f}s"
+                    )
                 for msg in reader.consume(10_000, timeout=1.0):
                     if msg.error() is not None:
                         if msg.error().code() == KafkaError._PARTITION_EOF:
