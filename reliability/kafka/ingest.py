@@ -63,6 +63,10 @@ class BrokerUnavailable(UserFacingError):
     """A transient broker error (unreachable, restarting, no leader yet): retrying may succeed."""
 
 
+class TopicMissing(UserFacingError):
+    """The topic does not exist (yet): an error for one run, waited for by `--forever`."""
+
+
 def broker_error(exc: BaseException, doing: str, bootstrap: str | None) -> BaseException:
     """`exc` as a one-line BrokerUnavailable when it is a transient Kafka error, else unchanged."""
     from confluent_kafka import KafkaError, KafkaException
@@ -234,7 +238,7 @@ class Ingestor:
         ):
             raise BrokerUnavailable(f"Kafka metadata of {self.topic} not ready: {md.error.name()}")
         if md is None or md.error is not None or not md.partitions:
-            raise UserFacingError(f"Kafka topic {self.topic!r} does not exist (or has no partitions)")
+            raise TopicMissing(f"Kafka topic {self.topic!r} does not exist (or has no partitions)")
         return sorted(md.partitions)
 
     def assign(self) -> None:
@@ -258,13 +262,6 @@ class Ingestor:
         return recovered
 
     # -- the exactly-once step ------------------------------------------------------------------------
-    def process(self, msgs: list) -> None:
-        """Validate a batch, then write rows + rejects + next offsets in one transaction."""
-        batch = self.prepare(msgs)
-        if batch is not None:
-            self.write(*batch)
-            self._commit_to_kafka(batch[2])
-
     def prepare(self, msgs: list):
         """Consumer-thread part of a batch: drop EOF and transient error events, collect payloads and
         next offsets. A lasting error (fatal, or e.g. authorisation) is raised."""
@@ -484,14 +481,17 @@ def run_retrying(
     """`ingestor.run()`, retried with backoff on transient broker errors (a restart, a leader moving).
 
     Exactly-once is kept across retries: each run starts again from the offsets stored in the warehouse.
-    With `forever`, it keeps ingesting new messages and never gives up on a transient error; otherwise it
-    stops when caught up, or raises once transient errors have lasted `retry_for_s`."""
+    With `forever`, it keeps ingesting new messages and never gives up on a transient error (nor on a
+    topic that does not exist yet); otherwise it stops when caught up, or raises once transient errors have
+    lasted `retry_for_s`."""
     backoff = Backoff()
     failing_since: float | None = None
     while True:
         try:
             stats = ingestor.run(**run_kwargs)
-        except (BrokerUnavailable, DeadLetterPublishError) as exc:
+        except (BrokerUnavailable, DeadLetterPublishError, TopicMissing) as exc:
+            if isinstance(exc, TopicMissing) and not forever:
+                raise
             now = time.monotonic()
             failing_since = failing_since if failing_since is not None else now
             if not forever and now - failing_since >= retry_for_s:

@@ -7,7 +7,15 @@ import duckdb
 import pytest
 
 from reliability.kafka.dead_letters import DeadLetterPublishError
-from reliability.kafka.ingest import Backoff, BrokerUnavailable, IngestStats, is_transient, run_retrying, summary
+from reliability.kafka.ingest import (
+    Backoff,
+    BrokerUnavailable,
+    IngestStats,
+    TopicMissing,
+    is_transient,
+    run_retrying,
+    summary,
+)
 from reliability.kafka.warehouse import (
     OFFSETS_TABLE,
     UNKNOWN_GROUP,
@@ -73,6 +81,15 @@ def test_a_one_shot_run_gives_up_once_transient_errors_last_too_long():
     with pytest.raises(BrokerUnavailable):
         run_retrying(ingestor, retry_for_s=0, sleep=lambda _s: None)
     assert ingestor.runs == 1
+
+
+def test_a_missing_topic_is_an_error_for_one_run_and_waited_for_by_forever():
+    with pytest.raises(TopicMissing):
+        run_retrying(ScriptedIngestor([TopicMissing("no topic")]), retry_for_s=60, sleep=lambda _s: None)
+    waiting = ScriptedIngestor([TopicMissing("no topic"), TopicMissing("no topic"), KeyboardInterrupt()])
+    with pytest.raises(KeyboardInterrupt):  # how a forever run ends: stopped by its user
+        run_retrying(waiting, forever=True, sleep=lambda _s: None)
+    assert waiting.runs == 3
 
 
 def test_other_errors_are_not_retried():
