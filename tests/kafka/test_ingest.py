@@ -277,3 +277,28 @@ def test_payloads_that_break_line_framing_are_judged_one_by_one(
     )
     assert stored_offsets(con, topic_name, f"g.{topic_name}") == {0: len(values)}
     con.close()
+
+
+def test_coercion_cases_end_exact_in_raw_orders_or_in_the_dlq_naming_the_field(kafka_broker, topic_name, tmp_path):
+    """On the real broker, through whichever path the batch takes: each value stored exactly or dead-lettered."""
+    from tests.kafka.test_validation import COERCION_CASES
+
+    clients.ensure_topic(topic_name, 1, kafka_broker)
+    cases = list(COERCION_CASES.items())
+    _send(kafka_broker, topic_name, [payload for _, (payload, _) in cases])
+    warehouse = tmp_path / "wh.duckdb"
+    stats = ingest(warehouse, topic=topic_name, group_id=f"g.{topic_name}", bootstrap=kafka_broker)
+    accepted = [expected for _, (_, expected) in cases if not isinstance(expected[0], str)]
+    rejected = {offset: expected for offset, (_, (_, expected)) in enumerate(cases) if isinstance(expected[0], str)}
+    assert (stats.rows, stats.rejected) == (len(accepted), len(rejected))
+    with duckdb.connect(str(warehouse)) as con:
+        rows = con.execute("select order_id, customer_id, order_date, ordered_at, status, amount from raw_orders")
+        assert sorted(rows.fetchall()) == sorted(accepted)
+    dead = {
+        int(dict(m.headers())["dlq.source.offset"]): (
+            dict(m.headers())["dlq.error"].decode(),
+            dict(m.headers())["dlq.error.detail"].decode(),
+        )
+        for m in read_topic(kafka_broker, f"{topic_name}.dlq")
+    }
+    assert dead == rejected
