@@ -234,7 +234,7 @@ class Ingestor:
         if (
             md is not None
             and md.error is not None
-            and md.error.name() in TRANSIENT_ERROR_NAMES - {"UNKNOWN_TOPIC_OR_PART"}
+            and md.error.name() in TRANSIENT_ERROR_NAMES - {"UNKNOWN_TOPIC_OR_PART", "_UNKNOWN_TOPIC"}
         ):
             raise BrokerUnavailable(f"Kafka metadata of {self.topic} not ready: {md.error.name()}")
         if md is None or md.error is not None or not md.partitions:
