@@ -1,18 +1,22 @@
-"""Which order events become rows, and why the others are dead-lettered: one set of strict rules in SQL.
+"""Which order events become rows, and why the others are dead-lettered: strict rules, in SQL.
 
-Both ways a batch is judged apply the SAME rules (`RULES`) to the raw JSON text of each field:
-- the bulk path (`bulk_insert_sql`): DuckDB's NDJSON reader reads every field as raw JSON straight from a
-  spool file, the rules type it, and valid rows go into raw_orders;
-- the per-message path (`validate_payloads`): one `json_extract` per payload gives the same raw texts, the
-  same rules name the first rule each rejected payload breaks.
+A batch is judged one of two ways, with the same outcome:
+- the bulk path (`bulk_insert_sql`): DuckDB's NDJSON reader reads the fields straight from a spool file
+  and a cheap, conservative form of the rules inserts the rows that are valid as they stand; unless every
+  payload became a row, the caller rolls back and takes
+- the per-message path (`validate_payloads`): the full rules (`rules_sql`) over the raw JSON text of each
+  field, which convert what may be converted and name the first rule each rejected payload breaks.
+So the per-message path decides whenever the bulk path does not accept a whole batch, and every row the
+bulk path accepts, the per-message path accepts with the same values (tested on every coercion case).
 
 Strict means a value goes in exactly as sent or not at all: ids are JSON integers >= 1 (not `true`, not
 `600002.7`, not `"12"`), `amount` has at most two decimals, dates are ISO dates from year 1, and
 `ordered_at` is an ISO date-time whose offset (`Z`, `+05:00`) is converted to UTC (no offset: already
 UTC). A document giving one of the fields twice is rejected, naming the key (the NDJSON reader refuses
-any duplicate key, so such a batch always falls back to the per-message path). A UTF-8 BOM or whitespace before
-the JSON is accepted. Every literal in this SQL is one of our constants, never message content.
-"""
+any duplicate key, so such a batch always falls back to the per-message path). A UTF-8 BOM or whitespace
+before the JSON is accepted. Every literal in this SQL is one of our constants, never message content.
+Known limit: JSON numbers are read as IEEE doubles, so an amount with more than 15 significant digits
+may be rounded before it is judged."""
 
 from __future__ import annotations
 
