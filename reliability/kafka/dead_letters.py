@@ -13,6 +13,7 @@ limit could never be dead-lettered (MSG_SIZE_TOO_LARGE) and would block its part
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from dataclasses import dataclass
@@ -206,6 +207,12 @@ class DeadLetterQueue:
                     break
         left = prod.flush(DELIVERY_TIMEOUT_MS / 1000 + 15)
         if left or errors:
+            # A fresh producer for the retry: an idempotent one can be left in a fatal state (e.g. after a
+            # broker restart lost its producer id), and would then fail every later publish.
+            self._producer = None
+            with contextlib.suppress(Exception):
+                prod.purge()
+                prod.flush(0)
             raise DeadLetterPublishError(
                 f"publishing {len(rows)} dead letter(s) to {rows[0][3]} failed: {errors[:1] or [f'{left} undelivered']}"
                 " (kept in the outbox, retried on the next run)"

@@ -27,19 +27,23 @@ BEFORE, AFTER, POISON = 20_000, 2_000, 6
 
 
 class Progress:
-    """The ingester's `--progress` lines, read in a thread: rows committed so far."""
+    """The ingester's `--progress` lines and its stderr, read in threads (a live process's pipes never
+    end): rows committed so far."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
         self.rows = 0
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
-        self._thread.start()
+        self.errors: list[str] = []
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+        threading.Thread(target=lambda: self.errors.extend(proc.stderr), daemon=True).start()
 
     def _read(self, proc: subprocess.Popen) -> None:
         for line in proc.stdout:
-            self.lines.append(line)
             if line.startswith('{"batches"'):
                 self.rows = json.loads(line)["rows"]
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.errors)
 
     def wait_rows(self, at_least: int, timeout_s: float) -> int:
         deadline = time.monotonic() + timeout_s
@@ -61,7 +65,7 @@ def test_forever_ingestion_rides_out_a_broker_restart_exactly_once(kafka_broker,
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     progress = Progress(proc)
     try:
-        assert progress.wait_rows(1, 60) >= 1, proc.stderr.read() if proc.poll() is not None else "no progress"
+        assert progress.wait_rows(1, 60) >= 1, progress.stderr
         broker.down()  # mid-ingestion
         print(f"broker stopped with {progress.rows} of {BEFORE} rows committed")
         try:
@@ -73,14 +77,13 @@ def test_forever_ingestion_rides_out_a_broker_restart_exactly_once(kafka_broker,
         produce_orders(topic_name, AFTER, seed=8, first_id=BEFORE + 1, poison_count=POISON // 2, bootstrap=bootstrap)
         rows = progress.wait_rows(BEFORE + AFTER, 180)
         assert proc.poll() is None, "the ingester exited"
-        assert rows == BEFORE + AFTER, f"{rows} rows after the restart; stderr: {proc.stderr.read()[-2000:]}"
+        assert rows == BEFORE + AFTER, f"{rows} rows after the restart; stderr: {progress.stderr[-3000:]}"
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
-    stderr = proc.stderr.read()
-    proc.stdout.close()
-    proc.stderr.close()
+    time.sleep(0.5)  # let the readers see the end of the pipes
+    stderr = progress.stderr
     assert "Traceback" not in stderr, stderr[-3000:]
     assert "unavailable" in stderr and "retrying in" in stderr, stderr[-3000:]  # it did meet the outage
 
