@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -550,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from confluent_kafka import KafkaException
 
+    # SIGTERM (how a service manager stops `--forever`) ends it like Ctrl-C: the batch being written is
+    # committed, the consumer closed and the spool files removed.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(128 + signal.SIGTERM))
     ingestor: Ingestor | None = None
     try:
         warehouse = args.warehouse

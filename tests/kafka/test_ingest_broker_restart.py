@@ -84,6 +84,7 @@ def test_forever_ingestion_rides_out_a_broker_restart_exactly_once(kafka_broker,
         proc.wait(timeout=30)
     time.sleep(0.5)  # let the readers see the end of the pipes
     stderr = progress.stderr
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]  # stopped by us, cleanly
     assert "Traceback" not in stderr, stderr[-3000:]
     assert "unavailable" in stderr and "retrying in" in stderr, stderr[-3000:]  # it did meet the outage
 
