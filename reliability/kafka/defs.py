@@ -98,7 +98,7 @@ def dlq_check_result(depth: int, rejected_now: int, by_error: Mapping[str, int])
     pool=DUCKDB_POOL,
     kinds={"kafka", "duckdb"},
     group_name="raw",
-    code_version="kafka-1",
+    code_version="kafka-2",  # 2: strict validation (values stored exactly or dead-lettered)
     description="Orders as they arrive from the shop, ingested exactly once from Kafka.",
     check_specs=[dg.AssetCheckSpec(DLQ_CHECK, asset=RAW_ORDERS, description="Poison messages in the DLQ")],
 )
@@ -106,7 +106,8 @@ def raw_orders(
     context: dg.AssetExecutionContext, config: IngestRunConfig, warehouse: DuckDBResource, kafka: KafkaSource
 ):
     from reliability.kafka import clients
-    from reliability.kafka.ingest import Ingestor, dlq_depth
+    from reliability.kafka.ingest import Ingestor, run_retrying, summary
+    from reliability.kafka.warehouse import dlq_depth
 
     bootstrap = kafka.bootstrap()
     clients.ensure_topic(kafka.topic, kafka.partitions, bootstrap)
@@ -120,14 +121,12 @@ def raw_orders(
             batch_size=config.batch_size,
         )
         try:
-            stats = ingestor.run(max_seconds=config.max_seconds)
+            stats = run_retrying(ingestor, max_seconds=config.max_seconds)  # rides out a broker restart
         finally:
             ingestor.close()
         total_rows = con.execute("select count(*) from raw_orders").fetchone()[0]
         rejected_total = dlq_depth(con, kafka.topic)
-    context.log.info(
-        f"ingested {stats.rows} row(s), rejected {stats.rejected} in {stats.batches} batch(es), {stats.seconds:.1f}s"
-    )
+    context.log.info(summary(stats, kafka.topic))
     yield dg.MaterializeResult(
         asset_key=RAW_ORDERS,
         metadata={
@@ -140,6 +139,7 @@ def raw_orders(
             "consumer_group": kafka.group_id,
             "end_offsets": dg.MetadataValue.json({str(k): v for k, v in stats.end_offsets.items()}),
             "seconds": round(stats.seconds, 3),
+            "stop_reason": stats.stop_reason,
         },
     )
     depth = _dlq_depth(bootstrap, f"{kafka.topic}.dlq")
