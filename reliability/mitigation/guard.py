@@ -20,11 +20,11 @@ from typing import Any
 
 import dagster as dg
 
+from reliability.incidents.mapping import QUARANTINE_REFUSED_TAG as REFUSED_TAG  # the reader skips such runs
 from reliability.mitigation.plan import blocking_quarantine, override_ids, refusal_message
 
 log = logging.getLogger(__name__)
 GUARDED = "__reliability_quarantine_guard__"
-REFUSED_TAG = "reliability/quarantine_refused"  # on a run the guard refused: its failure is no detection
 ACTOR_TAG = "reliability/actor"  # who forced an override; else dagster/user, else the run id
 
 
