@@ -214,3 +214,20 @@ def test_open_incident_check_fails_while_open_and_passes_once_resolved() -> None
     meta = states["stg_payments"].metadata("http://ui")
     assert meta["incident_severity"] == "SEV3" and meta["incident_link"].startswith("http://ui/runs?")
     assert states["stg_payments"].same_as(meta, False) and not states["stg_payments"].same_as(meta, True)
+
+
+def test_the_breakers_own_signals_are_never_detections() -> None:
+    """`open_incident` results and runs the quarantine refused would otherwise reopen the incident."""
+    from reliability.incidents.mapping import CheckEvent, EventBatch, RunFailureEvent, detections_from_events
+
+    def check(name: str) -> CheckEvent:
+        return CheckEvent(storage_id=1, run_id=None, timestamp=1.0, asset_key="raw_payments", check_name=name,
+                          passed=False, severity="ERROR")  # fmt: skip
+
+    def failure(refused: str | None) -> RunFailureEvent:
+        return RunFailureEvent(run_id="r", job_name="j", timestamp=1.0, message="m", asset_selection=("raw_payments",),
+                               quarantine_refused=refused)  # fmt: skip
+
+    batch = EventBatch(checks=(check("open_incident"), check("soda_row_count")),
+                       run_failures=(failure("INC-1"), failure(None)))  # fmt: skip
+    assert sorted(d.signal for d in detections_from_events(batch)) == ["run_failure:j", "soda_row_count"]
