@@ -44,7 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except UserFacingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from reliability.terminal import printable
+
+        print(f"error: {printable(exc)}", file=sys.stderr)  # one line, whatever the message quotes
         return 1
 
 

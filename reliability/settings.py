@@ -77,6 +77,8 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
         if field in _NOT_PATHS:
             if raw_value is not None:
                 values[field] = raw_value
+        elif raw_value is not None and not isinstance(raw_value, str):
+            raise ConfigError(f"{settings_file}: {field}: expected a path (a string), got {type(raw_value).__name__}")
         else:
             values[field] = _resolve(origin, raw_value)
     try:

@@ -1,0 +1,70 @@
+"""Human-readable output that is safe and readable wherever it goes.
+
+Text from the data (asset keys, notes, check output) may hold control characters: an ANSI escape
+(`\\x1b[31m`) would recolour or rewrite the user's terminal, a bidi override would reorder what they read.
+`printable` shows them as visible escapes. `print_tables` draws rich tables on a terminal and writes
+plain tab-separated lines (one row per line, nothing wrapped or split) when stdout is a pipe or a file.
+"""
+
+from __future__ import annotations
+
+import sys
+import unicodedata
+from collections.abc import Sequence
+from typing import TextIO
+
+
+def printable(value: object) -> str:
+    """`value` as text with every control or format character (Unicode Cc/Cf) shown as an escape."""
+    text = "" if value is None else str(value)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch != " " and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+Row = Sequence[object]
+
+
+def print_tables(
+    tables: Sequence[tuple[str, Sequence[str], Sequence[Row]]],
+    stream: TextIO | None = None,
+    show_header: bool = True,
+) -> None:
+    """Each `(title, columns, rows)`: a rich table on a terminal, else `# title` then tab-separated lines."""
+    out = stream or sys.stdout
+    if out.isatty():
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        console = Console(file=out, highlight=False, soft_wrap=False)
+        for title, columns, rows in tables:
+            table = Table(title=Text(printable(title)), show_header=show_header)
+            for column in columns:
+                table.add_column(column, overflow="fold")
+            for row in rows:
+                table.add_row(*(Text(printable(cell)) for cell in row))
+            console.print(table)
+        return
+    for index, (title, columns, rows) in enumerate(tables):
+        if index:
+            out.write("\n")
+        out.write(f"# {printable(title)}\n")
+        if show_header:
+            out.write("\t".join(columns) + "\n")
+        for row in rows:
+            out.write("\t".join(printable(cell) for cell in row) + "\n")
+    out.flush()
+
+
+def print_line(text: object, stream: TextIO | None = None) -> None:
+    """One line of human-readable output, control characters escaped."""
+    out = stream or sys.stdout
+    out.write(printable(text) + "\n")
