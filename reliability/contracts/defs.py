@@ -15,11 +15,14 @@ import dagster as dg
 
 from reliability.contracts.evaluate import PARTITION_END_VARIABLE, Outcome, partition_end
 from reliability.contracts.spec import (
+    CONTRACT_SUFFIXES,
     BrokenContract,
     ContractSpec,
+    contract_files,
     discover_contracts,
     safe_name_part,
 )
+from reliability.errors import ConfigError
 from reliability.settings import Settings, get_settings
 
 DUCKDB_POOL = "duckdb"
@@ -152,11 +155,19 @@ def build_contract_checks(contracts_dir: Path, warehouse_path: Path) -> list[dg.
 def defs(
     settings: Settings | None = None, *, contracts_dir: Path | None = None, warehouse_path: Path | None = None
 ) -> dg.Definitions:
-    """Asset checks for every contract in the configured contracts folder (RELIABILITY_CONTRACTS_DIR)."""
+    """Asset checks for every contract in the configured contracts folder (RELIABILITY_CONTRACTS_DIR).
+
+    A folder that does not exist or holds no contract fails loading with its path: otherwise every Soda
+    check would silently disappear from the code location (a typo in `contracts_dir` looks like "all green").
+    """
     if contracts_dir is None or warehouse_path is None:
         settings = settings or get_settings()
         contracts_dir = contracts_dir or settings.contracts_dir
         warehouse_path = warehouse_path or settings.warehouse_path
+    where = "contracts_dir (RELIABILITY_CONTRACTS_DIR or the settings file)"
     if not Path(contracts_dir).is_dir():
-        log.warning("Soda contracts folder %s does not exist: no contract checks", contracts_dir)
+        raise ConfigError(f"{contracts_dir}: the Soda contracts folder does not exist; check {where}")
+    if not contract_files(Path(contracts_dir)):
+        raise ConfigError(f"{contracts_dir}: the Soda contracts folder holds no contract "
+                          f"({', '.join(sorted(CONTRACT_SUFFIXES))} files); check {where}")  # fmt: skip
     return dg.Definitions(asset_checks=build_contract_checks(Path(contracts_dir), Path(warehouse_path)))
