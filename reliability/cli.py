@@ -31,7 +31,20 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in AREA_CLI_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    _describe_subcommands(parser)
     return parser
+
+
+def _describe_subcommands(parser: argparse.ArgumentParser) -> None:
+    """`X --help` opens with a description: a subcommand without one gets its one-line help, so every
+    area writes each text once."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                sub = action.choices[choice.dest]
+                if not sub.description and choice.help:
+                    sub.description = choice.help[0].upper() + choice.help[1:] + "."
+                _describe_subcommands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

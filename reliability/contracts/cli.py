@@ -11,7 +11,7 @@ import json
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     contracts = subparsers.add_parser("contracts", help="Soda data contracts: list their checks, verify them")
-    sub = contracts.add_subparsers(dest="contracts_command", metavar="CONTRACTS_COMMAND", required=True)
+    sub = contracts.add_subparsers(dest="contracts_command", metavar="COMMAND", required=True)
     listing = sub.add_parser("list", help="every contract, its asset and its checks (exit 1 if one is broken)")
     listing.add_argument("--dir", default=None, help="contracts folder (default: from settings)")
     listing.set_defaults(handler=_list)
