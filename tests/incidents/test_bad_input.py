@@ -268,3 +268,16 @@ def test_read_commands_do_not_import_alembic_on_a_current_store(cli_store):
     env = {**os.environ, "RELIABILITY_INCIDENT_STORE_URL": cli_store}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, check=True)
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+# ------------------------------------------------------------------------------------------- blast radius
+def test_blast_radius_partition_is_checked_and_piped_tables_stay_whole(capsys):
+    last = one_line_error(capsys, "blast-radius", "raw_orders", "--partition", "not-a-date", names="--partition")
+    assert "'not-a-date' is not a partition of Daily" in last and "partition scheme" in last
+    code, out, _ = cli(capsys, "blast-radius", "raw_orders", "--partition", "2026-01-02")
+    assert code == 0
+    lines = out.splitlines()  # stdout is a pipe here: '# title', a header, then one whole row per asset
+    assert lines[0].startswith("# blast radius of raw_orders:") and lines[1].split("\t")[0] == "asset"
+    rows = {line.split("\t")[0]: line.split("\t") for line in lines[2:]}
+    assert all(len(row) == 6 for row in rows.values()) and "customer_lifetime_value" in rows
+    assert rows["fct_orders"][4] == "2026-01-02"
