@@ -117,12 +117,20 @@ def _actor(args: argparse.Namespace) -> str:
         return "unknown"
 
 
-def _store(args: argparse.Namespace):  # noqa: ANN202
-    """The store; never created by the CLI (a mistyped path is an error, not a new empty store)."""
+def _store(args: argparse.Namespace, *, read_only: bool = False):  # noqa: ANN202
+    """The store; never created by the CLI (a mistyped path is an error, not a new empty store).
+
+    `read_only` commands (list, show, search) plan no notifications and group nothing, so they skip the
+    incidents config (and its YAML parser): they start faster. Commands that change incidents load it."""
+    url = getattr(args, "store_url", None)
+    origin = "--store-url" if url else None
+    if read_only:
+        from reliability.incidents.store import IncidentStore
+
+        return IncidentStore(url, create=False, url_origin=origin)
     from reliability.incidents.config import open_store
 
-    url = getattr(args, "store_url", None)
-    return open_store(url, create=False, url_origin="--store-url" if url else None)
+    return open_store(url, create=False, url_origin=origin)
 
 
 def _id(text: str) -> int:
@@ -154,7 +162,7 @@ def _incident_rows(incidents: list) -> list[tuple]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    with _store(args) as store:
+    with _store(args, read_only=True) as store:
         incidents = store.list_incidents(status=args.status, limit=args.limit)
     if args.json:
         _print_json([i.to_dict() for i in incidents])
@@ -191,7 +199,7 @@ def _show(inc: Any) -> None:
 
 def cmd_show(args: argparse.Namespace) -> int:
     incident_id = _id(args.id)
-    with _store(args) as store:
+    with _store(args, read_only=True) as store:
         inc = store.get(incident_id)
     if args.json:
         _print_json(inc.to_dict(full=True))
@@ -231,7 +239,7 @@ def cmd_note(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     text = _not_blank(args.text, "the search text")
-    with _store(args) as store:
+    with _store(args, read_only=True) as store:
         hits = store.search(text)
     if args.json:
         _print_json([{**inc.to_dict(), "matches": where} for inc, where in hits])
