@@ -19,14 +19,18 @@ from reliability.errors import UserFacingError
 STATUSES = ("open", "acknowledged", "mitigated", "resolved", "reopened", "active")
 
 
+MAX_LIMIT = 1_000_000
+
+
 def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 (`--limit 0` would silently mean "no limit")."""
+    """argparse type: a whole number from 1 to MAX_LIMIT (`--limit 0` would silently mean "no limit", and a
+    huge one overflows the database's integer)."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+        value = 0
+    if not 1 <= value <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_LIMIT}, got {text!r}")
     return value
 
 
@@ -41,7 +45,7 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("list", help="incidents, newest first", description="Incidents, newest first.")
     p.add_argument("--status", choices=STATUSES, help="only this status ('active' = not resolved)")
-    p.add_argument("--limit", type=positive_int, default=50, help="at most this many (>= 1; default 50)")
+    p.add_argument("--limit", type=positive_int, default=50, help=f"at most this many (1 to {MAX_LIMIT}; default 50)")
     p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(handler=cmd_list)
 

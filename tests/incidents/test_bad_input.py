@@ -78,7 +78,7 @@ def test_blank_notes_are_refused(cli_store, capsys, argv):
     assert json.loads(cli(capsys, "incidents", "show", "1", "--json")[1])["status"] == "open"
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "ten"])
+@pytest.mark.parametrize("limit", ["0", "-1", "ten", "99999999999999999999999"])
 def test_list_limit_must_be_at_least_one(cli_store, capsys, limit):
     one_line_error(capsys, "incidents", "list", "--limit", limit, names="argument --limit", exit_code=2)
 
