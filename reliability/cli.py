@@ -48,6 +48,12 @@ def _describe_subcommands(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for position, arg in enumerate(argv, start=1):
+        if not arg.isascii() and any("\udc80" <= ch <= "\udcff" for ch in arg):
+            # bytes that are not UTF-8 (Python keeps them as surrogates): they could not be stored or shown
+            print(f"error: argument {position} ({ascii(arg)}) is not valid UTF-8 text", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

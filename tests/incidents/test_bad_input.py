@@ -78,6 +78,14 @@ def test_blank_notes_are_refused(cli_store, capsys, argv):
     assert json.loads(cli(capsys, "incidents", "show", "1", "--json")[1])["status"] == "open"
 
 
+def test_arguments_that_are_not_utf8_are_refused(cli_store, capsys):
+    """Bytes that are not UTF-8 reach Python as surrogates: they would fail deep in the database driver."""
+    before = json.loads(cli(capsys, "incidents", "show", "1", "--json")[1])
+    for argv in (("note", "1", "bad\udcffbyte"), ("search", "\udcff"), ("resolve", "1", "--note", "x\udcff")):
+        one_line_error(capsys, "incidents", *argv, names="is not valid UTF-8 text", exit_code=2)
+    assert json.loads(cli(capsys, "incidents", "show", "1", "--json")[1]) == before
+
+
 @pytest.mark.parametrize("limit", ["0", "-1", "ten", "99999999999999999999999"])
 def test_list_limit_must_be_at_least_one(cli_store, capsys, limit):
     one_line_error(capsys, "incidents", "list", "--limit", limit, names="argument --limit", exit_code=2)
