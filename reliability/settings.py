@@ -84,7 +84,13 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     try:
         return Settings(**values, source_file=settings_file)
     except ValidationError as exc:
-        fields = ", ".join(".".join(map(str, e["loc"])) + f": {e['msg']}" for e in exc.errors())
+
+        def where(loc: tuple) -> str:
+            name = ".".join(map(str, loc))
+            variable = ENV_OVERRIDES.get(str(loc[0])) if loc else None
+            return f"{name} (from {variable})" if variable and env.get(variable) else name
+
+        fields = ", ".join(f"{where(e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{settings_file}: {fields}") from exc
 
 

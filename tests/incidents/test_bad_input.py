@@ -216,6 +216,14 @@ def test_settings_file_with_a_list_as_a_path_names_file_and_field(tmp_path, monk
     assert "expected a path" in last
 
 
+def test_a_bad_override_names_the_variable(tmp_path):
+    settings = tmp_path / "reliability.yaml"
+    settings.write_text("warehouse_path: w.duckdb\ndbt_project_dir: d\ncontracts_dir: c\nassets_file: a.yaml\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(settings, environ={"RELIABILITY_PARTITIONS_START_DATE": "soon"})
+    assert "partitions_start_date (from RELIABILITY_PARTITIONS_START_DATE)" in str(error.value)
+
+
 def test_invalid_yaml_is_one_line_without_the_quoted_snippet(tmp_path):
     settings = tmp_path / "reliability.yaml"
     settings.write_text(f"incident_store_url: postgresql://u:{PASSWORD}@h/db\nwarehouse_path: [unclosed\n")
