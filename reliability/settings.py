@@ -3,6 +3,8 @@
 Pointing the platform at another dbt project, contracts folder or warehouse is configuration only:
 set `RELIABILITY_SETTINGS` to another settings file, or override single paths with the environment
 variables named in `ENV_OVERRIDES`. Relative paths in a settings file are relative to that file.
+Owners and tiers of assets that do not declare their own come from the `policy:` section (rules, then a
+default): see `reliability.config.PolicySettings`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from reliability.config import PolicySettings, parse_policy_settings
 from reliability.errors import ConfigError
 from reliability.yamlfile import load_yaml_mapping
 
@@ -32,6 +35,8 @@ ENV_OVERRIDES: dict[str, str] = {
     "shop_demo": "RELIABILITY_SHOP_DEMO",
 }
 _NOT_PATHS = {"incident_store_url", "partitions_start_date", "shop_demo"}
+# settings fields only the file sets (structured, no environment override)
+FILE_ONLY_FIELDS = ("policy",)
 
 
 class Settings(BaseModel):
@@ -43,11 +48,14 @@ class Settings(BaseModel):
     dbt_project_dir: Path
     dbt_profiles_dir: Path | None = None
     contracts_dir: Path
-    assets_file: Path
+    # owner/tier/freshness of non-dbt assets; without it they take the policy default
+    assets_file: Path | None = None
     incident_store_url: str | None = None
     partitions_start_date: date = date(2026, 1, 1)
     # include the demo shop's generated raw tables (and its Kafka feed) as assets
     shop_demo: bool = False
+    # default owner/tier/freshness and ordered path/tag rules for assets that declare none themselves
+    policy: PolicySettings = PolicySettings()
     source_file: Path | None = None
 
     @property
@@ -66,7 +74,7 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     """Read the settings file (default `reliability.yaml` at the repo root) and apply env overrides."""
     env = dict(os.environ if environ is None else environ)
     settings_file = Path(path or env.get("RELIABILITY_SETTINGS") or DEFAULT_SETTINGS_FILE).resolve()
-    raw = load_yaml_mapping(settings_file, "settings file", ENV_OVERRIDES)
+    raw = load_yaml_mapping(settings_file, "settings file", [*ENV_OVERRIDES, *FILE_ONLY_FIELDS])
     base = settings_file.parent
     values: dict[str, object] = {}
     for field, env_name in ENV_OVERRIDES.items():
@@ -81,8 +89,9 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
             raise ConfigError(f"{settings_file}: {field}: expected a path (a string), got {type(raw_value).__name__}")
         else:
             values[field] = _resolve(origin, raw_value)
+    policy = parse_policy_settings(raw.get("policy"), str(settings_file))
     try:
-        return Settings(**values, source_file=settings_file)
+        return Settings(**values, policy=policy, source_file=settings_file)
     except ValidationError as exc:
 
         def where(loc: tuple) -> str:

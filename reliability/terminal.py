@@ -2,8 +2,8 @@
 
 Text from the data (asset keys, notes, check output) may hold control characters: an ANSI escape
 (`\\x1b[31m`) would recolour or rewrite the user's terminal, a bidi override would reorder what they read.
-`printable` shows them as visible escapes. `print_tables` draws rich tables on a terminal and writes
-plain tab-separated lines (one row per line, nothing wrapped or split) when stdout is a pipe or a file.
+`printable` shows them as visible escapes. `print_tables` draws rich tables at the terminal's width, and
+as wide as their content when stdout is a pipe or a file (one line per row, no word split across lines).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def printable(value: object) -> str:
 
 
 Row = Sequence[object]
+UNWRAPPED_WIDTH = 100_000  # a pipe or a file has no width: tables take what they need, never wrap
 
 
 def print_tables(
@@ -37,31 +38,22 @@ def print_tables(
     stream: TextIO | None = None,
     show_header: bool = True,
 ) -> None:
-    """Each `(title, columns, rows)`: a rich table on a terminal, else `# title` then tab-separated lines."""
-    out = stream or sys.stdout
-    if out.isatty():
-        from rich.console import Console
-        from rich.table import Table
-        from rich.text import Text
+    """Each `(title, columns, rows)` as a rich table: the terminal's width on a terminal; to a pipe or a
+    file, as wide as the content (one line per row: `grep` and `less -S` see whole words, not `kafka_dlq_de pth`).
+    Every cell and title goes through `printable`, and as `Text`, so markup in data is never interpreted."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
-        console = Console(file=out, highlight=False, soft_wrap=False)
-        for title, columns, rows in tables:
-            table = Table(title=Text(printable(title)), show_header=show_header)
-            for column in columns:
-                table.add_column(column, overflow="fold")
-            for row in rows:
-                table.add_row(*(Text(printable(cell)) for cell in row))
-            console.print(table)
-        return
-    for index, (title, columns, rows) in enumerate(tables):
-        if index:
-            out.write("\n")
-        out.write(f"# {printable(title)}\n")
-        if show_header:
-            out.write("\t".join(columns) + "\n")
+    out = stream or sys.stdout
+    console = Console(file=out, highlight=False, soft_wrap=False, width=None if out.isatty() else UNWRAPPED_WIDTH)
+    for title, columns, rows in tables:
+        table = Table(title=Text(printable(title)), show_header=show_header)
+        for column in columns:
+            table.add_column(column, no_wrap=True)
         for row in rows:
-            out.write("\t".join(printable(cell) for cell in row) + "\n")
-    out.flush()
+            table.add_row(*(Text(printable(cell)) for cell in row))
+        console.print(table)
 
 
 def print_line(text: object, stream: TextIO | None = None) -> None:

@@ -218,6 +218,8 @@ def cmd_transition(args: argparse.Namespace) -> int:
 
     to = {"ack": Status.ACKNOWLEDGED, "mitigate": Status.MITIGATED, "resolve": Status.RESOLVED,
           "reopen": Status.REOPENED}[args.transition]  # fmt: skip
+    if to == Status.RESOLVED and not args.note.strip():
+        raise UserFacingError("resolve needs a --note saying what fixed it")
     incident_id, note = _id(args.id), _not_blank(args.note, "--note")
     with _store(args) as store:
         inc = store.transition(incident_id, to, _actor(args), note)

@@ -18,14 +18,7 @@ class Status(StrEnum):
 # Statuses that still count as "open" for grouping: new failures join these.
 ACTIVE_STATUSES: frozenset[Status] = frozenset({Status.OPEN, Status.ACKNOWLEDGED, Status.MITIGATED, Status.REOPENED})
 
-# Allowed lifecycle moves. Anything else is refused, so the recorded history always makes sense.
-TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.OPEN: frozenset({Status.ACKNOWLEDGED, Status.MITIGATED, Status.RESOLVED}),
-    Status.REOPENED: frozenset({Status.ACKNOWLEDGED, Status.MITIGATED, Status.RESOLVED}),
-    Status.ACKNOWLEDGED: frozenset({Status.MITIGATED, Status.RESOLVED}),
-    Status.MITIGATED: frozenset({Status.ACKNOWLEDGED, Status.RESOLVED, Status.REOPENED}),
-    Status.RESOLVED: frozenset({Status.REOPENED}),
-}
+# The allowed moves between statuses and what each records: see `lifecycle.py`.
 
 
 class Severity(StrEnum):

@@ -31,9 +31,17 @@ from reliability.clock import Clock, utcnow
 from reliability.errors import UserFacingError
 from reliability.incidents import schema as t
 from reliability.incidents.grouping import Action, GroupingPolicy, IncidentView, decide
+from reliability.incidents.lifecycle import (
+    InvalidTransition,
+    OpenKey,
+    PlannedAction,
+    TransitionPlan,
+    move_on_new_failure,
+    move_on_signals,
+    plan_transition,
+)
 from reliability.incidents.model import (
     ACTIVE_STATUSES,
-    TRANSITIONS,
     Detection,
     FaultClass,
     Severity,
@@ -63,10 +71,6 @@ def _chunks(values: list) -> Iterator[list]:
 
 
 class IncidentNotFound(UserFacingError):
-    pass
-
-
-class InvalidTransition(UserFacingError):
     pass
 
 
@@ -619,14 +623,13 @@ class IncidentStore:
         # auto-mitigate: every failing signal of an active incident passed again
         for inc_id in state.dirty_signal_incidents():
             inc = state.incidents.get(inc_id)
-            if inc is None or inc.status in (Status.MITIGATED, Status.RESOLVED):
+            move = move_on_signals(inc.status, state.signals.get(inc_id, {})) if inc else None
+            if inc is None or move is None:
                 continue
-            if state.all_signals_passing(inc_id):
-                state.update(inc, {"status": str(Status.MITIGATED), "mitigated_at": now, "updated_at": now})
-                state.timeline(inc_id, now, actor, TimelineKind.STATUS_CHANGE,
-                               "status -> mitigated: every failing check passed again",
-                               {"to": "mitigated"})  # fmt: skip
-                result.mitigated.append(inc_id)
+            plan = plan_transition(inc, move, at=now, actor=actor, reason="every failing check passed again")
+            state.update(inc, dict(plan.changes))
+            state.record(plan)
+            result.mitigated.append(inc_id)
         state.flush(conn)
         for inc_id, (event_name, previous_severity) in state.notify.items():
             self._notify(conn, state.incidents[inc_id], event_name, now, previous_severity)
@@ -701,12 +704,14 @@ class IncidentStore:
 
     def _reopen(self, conn: Connection, inc: Incident, d: Detection, now: datetime, actor: str,
                 state: _BatchState) -> Incident:  # fmt: skip
-        conn.execute(t.open_incident_keys.insert().values(dedup_key=inc.root_asset, incident_id=inc.id))
-        new = state.update(inc, {"status": str(Status.REOPENED), "updated_at": now})
-        state.timeline(inc.id, now, actor, TimelineKind.STATUS_CHANGE,
-                       f"status {inc.status} -> reopened: {d.signal} failed again on {d.asset_key}",
-                       {"from": inc.status, "to": "reopened", "previous_resolved_at": inc.resolved_at})  # fmt: skip
-        state.notify.setdefault(inc.id, ("trigger", None))
+        plan = plan_transition(inc, Status.REOPENED, at=now, actor=actor,
+                               reason=f"{d.signal} failed again on {d.asset_key}")  # fmt: skip
+        if plan.open_key is OpenKey.CLAIM:
+            conn.execute(t.open_incident_keys.insert().values(dedup_key=inc.root_asset, incident_id=inc.id))
+        new = state.update(inc, dict(plan.changes))
+        state.record(plan)
+        for event_name in plan.notifications:
+            state.notify.setdefault(inc.id, (event_name, None))
         return new
 
     def _join(self, conn: Connection, inc: Incident, d: Detection, action: Action, reason: str,
@@ -768,12 +773,12 @@ class IncidentStore:
                            f"severity escalated {inc.severity} -> {severity}: {sev_reason}",
                            {"from": inc.severity, "to": str(severity), "reason": sev_reason})  # fmt: skip
         renotify = False
-        if inc.status == Status.MITIGATED:
-            values.update(status=str(Status.REOPENED))
-            state.timeline(inc.id, now, actor, TimelineKind.STATUS_CHANGE,
-                           f"status mitigated -> reopened: {d.signal} failed on {d.asset_key}",
-                           {"from": "mitigated", "to": "reopened"})  # fmt: skip
-            renotify = True
+        move = move_on_new_failure(inc.status, inc.resolved_at, d.occurred_at, self.policy.reopen_window)
+        if move is not None:
+            plan = plan_transition(inc, move, at=now, actor=actor, reason=f"{d.signal} failed on {d.asset_key}")
+            values.update(plan.changes)
+            state.record(plan)
+            renotify = bool(plan.notifications)
         if not values:
             return inc
         values["updated_at"] = now
@@ -788,53 +793,33 @@ class IncidentStore:
 
     # ----------------------------------------------------------------------------------- lifecycle
     def transition(self, incident_id: int, to: Status, actor: str, note: str | None = None,
-                   now: datetime | None = None) -> Incident:  # fmt: skip
-        """Move an incident along its lifecycle; refuses moves TRANSITIONS does not allow."""
+                   now: datetime | None = None, actions: Sequence[PlannedAction] = ()) -> Incident:  # fmt: skip
+        """Move an incident along its lifecycle as `lifecycle.plan_transition` plans it (refused moves
+        raise InvalidTransition); `actions` are side effects recorded on the timeline with the move."""
 
         def apply(conn: Connection) -> Incident:
-            at = now or self.clock()
             inc = self._get_row(conn, incident_id)
-            current = Status(inc.status)
-            if to not in TRANSITIONS[current]:
-                allowed = ", ".join(sorted(TRANSITIONS[current])) or "none"
-                raise InvalidTransition(f"{inc.display_id} is {current}; cannot move to {to} (allowed: {allowed})")
-            values: dict[str, object] = {"status": str(to), "updated_at": at}
-            stamp = {Status.ACKNOWLEDGED: "acknowledged_at", Status.MITIGATED: "mitigated_at",
-                     Status.RESOLVED: "resolved_at"}.get(to)  # fmt: skip
-            previous = {}
-            if stamp:
-                previous[stamp] = getattr(inc, stamp)
-                values[stamp] = at
-            new = self._update_incident(conn, inc, values)
-            if to == Status.RESOLVED:
-                conn.execute(t.open_incident_keys.delete().where(t.open_incident_keys.c.incident_id == inc.id))
-            elif to == Status.REOPENED:
-                owner = conn.execute(
-                    select(t.open_incident_keys.c.incident_id).where(t.open_incident_keys.c.dedup_key == inc.root_asset)
-                ).scalar()
-                if owner is not None and owner != inc.id:
-                    raise InvalidTransition(
-                        f"{format_incident_id(owner)} is already the active incident for {inc.root_asset}; "
-                        f"add to it instead of reopening {inc.display_id}"
-                    )
-                conn.execute(t.open_incident_keys.insert().values(dedup_key=inc.root_asset, incident_id=inc.id))
-            message = f"status {current} -> {to}" + (f": {note}" if note else "")
-            data = {"from": str(current), "to": str(to), "note": note,
-                    "previous": {k: v.isoformat() if v else None for k, v in previous.items()}}  # fmt: skip
-            conn.execute(t.timeline.insert(), [
-                self._timeline_row(inc.id, at, actor, TimelineKind.STATUS_CHANGE, message, data)
-            ])  # fmt: skip
-            if note:
-                conn.execute(t.timeline.insert(), [
-                    self._timeline_row(inc.id, at, actor, TimelineKind.NOTE, note, {})
-                ])  # fmt: skip
-            event_name = {Status.ACKNOWLEDGED: "acknowledge", Status.RESOLVED: "resolve",
-                          Status.REOPENED: "trigger"}.get(to)  # fmt: skip
-            if event_name:
-                self._notify(conn, new, event_name, at)
-            return new
+            root_owner = conn.execute(
+                select(t.open_incident_keys.c.incident_id).where(t.open_incident_keys.c.dedup_key == inc.root_asset)
+            ).scalar()
+            plan = plan_transition(inc, to, at=now or self.clock(), actor=actor, note=note, root_owner=root_owner)
+            return self._persist_plan(conn, inc, plan.with_actions(*actions), root_owner)
 
         return self._write(apply)  # type: ignore[return-value]
+
+    def _persist_plan(self, conn: Connection, inc: Incident, plan: TransitionPlan, root_owner: int | None) -> Incident:
+        """Write one planned move: the row (version-checked), the open key, the timeline, the outbox."""
+        new = self._update_incident(conn, inc, dict(plan.changes))
+        if plan.open_key is OpenKey.RELEASE:
+            conn.execute(t.open_incident_keys.delete().where(t.open_incident_keys.c.incident_id == inc.id))
+        elif plan.open_key is OpenKey.CLAIM and root_owner is None:
+            conn.execute(t.open_incident_keys.insert().values(dedup_key=inc.root_asset, incident_id=inc.id))
+        conn.execute(t.timeline.insert(), [
+            self._timeline_row(inc.id, plan.at, plan.actor, r.kind, r.message, dict(r.data)) for r in plan.timeline
+        ])  # fmt: skip
+        for event_name in plan.notifications:
+            self._notify(conn, new, event_name, plan.at)
+        return new
 
     def acknowledge(self, incident_id: int, actor: str, note: str | None = None,
                     now: datetime | None = None) -> Incident:  # fmt: skip
@@ -1281,6 +1266,11 @@ class _BatchState:
                  data: dict | None = None) -> None:  # fmt: skip
         self.timeline_rows.append(IncidentStore._timeline_row(incident_id, at, actor, kind, message, data))
 
+    def record(self, plan: TransitionPlan) -> None:
+        """Queue the timeline entries of a lifecycle move (its column changes go through `update`)."""
+        for r in plan.timeline:
+            self.timeline(plan.incident_id, plan.at, plan.actor, r.kind, r.message, dict(r.data))
+
     def views(self) -> list[IncidentView]:
         out = []
         for inc in self.incidents.values():
@@ -1319,10 +1309,6 @@ class _BatchState:
 
     def dirty_signal_incidents(self) -> set[int]:
         return {inc_id for inc_id, _ in self._dirty_signals}
-
-    def all_signals_passing(self, inc_id: int) -> bool:
-        sigs = self.signals.get(inc_id, {})
-        return bool(sigs) and not any(sigs.values())
 
     # ------------------------------------------------------------------ flush
     def flush(self, conn: Connection) -> None:
@@ -1370,4 +1356,7 @@ class _BatchState:
         self._dirty_signals.clear()
 
 
-__all__ = ["IncidentStore", "Incident", "IngestResult", "FaultClass", "StoreUnavailable", "default_store_url"]
+__all__ = [
+    "IncidentStore", "Incident", "IngestResult", "InvalidTransition", "FaultClass", "StoreUnavailable",
+    "default_store_url",
+]  # fmt: skip

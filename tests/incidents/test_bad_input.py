@@ -262,10 +262,12 @@ class _Tty(io.StringIO):
 def test_printable_and_piped_tables_are_one_row_per_line():
     assert printable("plain ümlaut 中文 <b>") == "plain ümlaut 中文 <b>"
     assert printable("a\tb\nc\x1b[0m\u200b") == "a\\x09b\\x0ac\\x1b[0m\\u200b"
-    pipe = io.StringIO()
-    print_tables([("title", ("asset", "check"), [("kafka_dlq_depth_with_a_very_long_name" * 3, "x\ty")])], pipe)
+    long_name = "kafka_dlq_depth_with_a_very_long_name" * 3
+    pipe = io.StringIO()  # not a terminal: as wide as the content, whatever COLUMNS says
+    print_tables([("title", ("asset", "check"), [(long_name, "x\ty"), ("short", "[bold]z[/bold]")])], pipe)
     lines = pipe.getvalue().splitlines()
-    assert lines == ["# title", "asset\tcheck", "kafka_dlq_depth_with_a_very_long_name" * 3 + "\tx\\x09y"]
+    assert len(lines) == 7  # title, top rule, header, rule, two rows, bottom rule: nothing wrapped
+    assert long_name in lines[4] and "x\\x09y" in lines[4] and "[bold]z[/bold]" in lines[5]
 
 
 # ------------------------------------------------------------------------------------------- deliver, startup
@@ -296,8 +298,10 @@ def test_blast_radius_partition_is_checked_and_piped_tables_stay_whole(capsys):
     assert "'not-a-date' is not a partition of Daily" in last and "partition scheme" in last
     code, out, _ = cli(capsys, "blast-radius", "raw_orders", "--partition", "2026-01-02")
     assert code == 0
-    lines = out.splitlines()  # stdout is a pipe here: '# title', a header, then one whole row per asset
-    assert lines[0].startswith("# blast radius of raw_orders:") and lines[1].split("\t")[0] == "asset"
-    rows = {line.split("\t")[0]: line.split("\t") for line in lines[2:]}
-    assert all(len(row) == 6 for row in rows.values()) and "customer_lifetime_value" in rows
-    assert rows["fct_orders"][4] == "2026-01-02"
+    rows = {}  # stdout is a pipe here: one whole line per asset, cells never split across lines
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip("│").split("│")]
+        if len(cells) == 6:
+            rows[cells[0]] = cells
+    assert {"raw_orders", "stg_orders", "fct_orders", "customer_lifetime_value", "revenue_dashboard"} <= set(rows)
+    assert rows["fct_orders"][4] == "2026-01-02" and rows["raw_orders"][1] == "0"
