@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -136,12 +137,14 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_an_unreachable_postgresql_store_fails_fast_in_one_line(monkeypatch, capsys):
+def test_an_unreachable_postgresql_store_fails_fast_in_one_line(monkeypatch, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("RELIABILITY_INCIDENT_STORE_URL", f"postgresql://u:{PASSWORD}@127.0.0.1:{_closed_port()}/db")
     started = time.monotonic()
     last = one_line_error(capsys, "incidents", "list", names="RELIABILITY_INCIDENT_STORE_URL")
     assert time.monotonic() - started < 5  # no retry loop on a refused connection
     assert "cannot open the incident store postgresql://u:***@127.0.0.1" in last and "refused" in last
+    assert PASSWORD not in caplog.text
 
 
 @pytest.fixture
@@ -166,10 +169,12 @@ def pg_password_url(postgres_server, pg_url) -> str:
 
 
 @pytest.mark.postgres
-def test_a_wrong_postgresql_password_is_one_line_without_the_password(pg_password_url, monkeypatch, capsys):
+def test_a_wrong_postgresql_password_is_one_line_without_the_password(pg_password_url, monkeypatch, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("RELIABILITY_INCIDENT_STORE_URL", pg_password_url)
     last = one_line_error(capsys, "incidents", "list", names="RELIABILITY_INCIDENT_STORE_URL")
     assert "password authentication failed" in last and "pwcheck:***@" in last
+    assert PASSWORD not in caplog.text
 
 
 # ------------------------------------------------------------------------------------------- config files
