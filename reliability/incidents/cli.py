@@ -127,6 +127,8 @@ def _store(args: argparse.Namespace, *, read_only: bool = False):  # noqa: ANN20
     `read_only` commands (list, show, search) plan no notifications and group nothing, so they skip the
     incidents config (and its YAML parser): they start faster. Commands that change incidents load it."""
     url = getattr(args, "store_url", None)
+    if url is not None and not url.strip():
+        raise UserFacingError("--store-url is blank; leave it out to use RELIABILITY_INCIDENT_STORE_URL or the default")
     origin = "--store-url" if url else None
     if read_only:
         from reliability.incidents.store import IncidentStore

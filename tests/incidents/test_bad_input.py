@@ -111,6 +111,7 @@ def test_a_sqlite_store_in_a_missing_directory_is_an_error_not_an_empty_store(tm
         last = one_line_error(capsys, "incidents", *argv, names="RELIABILITY_INCIDENT_STORE_URL")
         assert f"directory {missing} does not exist" in last
     one_line_error(capsys, "incidents", "--store-url", f"sqlite:///{missing}/x.db", "list", names="--store-url")
+    one_line_error(capsys, "incidents", "--store-url", " ", "list", names="--store-url is blank")
     assert not (tmp_path / "no").exists()
 
 
