@@ -115,6 +115,15 @@ def test_a_sqlite_store_in_a_missing_directory_is_an_error_not_an_empty_store(tm
     assert not (tmp_path / "no").exists()
 
 
+def test_a_store_path_that_is_not_a_database_is_one_line(tmp_path, capsys):
+    garbage = tmp_path / "notes.txt"
+    garbage.write_text("not a database " * 20)
+    last = one_line_error(capsys, "incidents", "--store-url", f"sqlite:///{garbage}", "list", names="--store-url")
+    assert "file is not a database" in last
+    last = one_line_error(capsys, "incidents", "--store-url", f"sqlite:///{tmp_path}", "list", names="--store-url")
+    assert "unable to open database file" in last
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
