@@ -35,28 +35,26 @@ def positive_int(text: str) -> int:
 
 
 def register(subparsers: Any) -> None:
-    inc = subparsers.add_parser("incidents", help="list, inspect and work incidents",
-                                description="List, inspect and work incidents in the incident store.")
+    inc = subparsers.add_parser("incidents", help="list, inspect and work incidents")
     inc.add_argument("--store-url", help="incident store URL (default: RELIABILITY_INCIDENT_STORE_URL, "
                      "else incident_store_url in the settings, else SQLite in DAGSTER_HOME)")  # fmt: skip
     sub = inc.add_subparsers(dest="incidents_command", metavar="COMMAND", required=True)
     json_help = "stable JSON for scripts instead of a table"
     id_help = "incident id: INC-<n> or <n>"
 
-    p = sub.add_parser("list", help="incidents, newest first", description="Incidents, newest first.")
+    p = sub.add_parser("list", help="incidents, newest first")
     p.add_argument("--status", choices=STATUSES, help="only this status ('active' = not resolved)")
     p.add_argument("--limit", type=positive_int, default=50, help=f"at most this many (1 to {MAX_LIMIT}; default 50)")
     p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(handler=cmd_list)
 
-    p = sub.add_parser("show", help="one incident with blast radius and timeline",
-                       description="One incident with its blast radius and timeline.")
+    p = sub.add_parser("show", help="one incident with blast radius and timeline")
     p.add_argument("id", help=id_help)
     p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(handler=cmd_show)
 
     for name, help_text in (("ack", "acknowledge"), ("mitigate", "mark mitigated"), ("reopen", "reopen")):
-        p = sub.add_parser(name, help=help_text, description=f"{help_text.capitalize()} an incident.")
+        p = sub.add_parser(name, help=help_text)
         p.add_argument("id", help=id_help)
         p.add_argument("--note", help="why (added to the timeline; not blank)")
         _actor_arg(p)
@@ -72,7 +70,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(handler=cmd_transition, transition="resolve")
 
-    p = sub.add_parser("note", help="add a note to the timeline", description="Add a note to the timeline.")
+    p = sub.add_parser("note", help="add a note to the timeline")
     p.add_argument("id", help=id_help)
     p.add_argument("text", help="the note (not blank; stored verbatim)")
     _actor_arg(p)
@@ -108,7 +106,7 @@ def _actor_arg(p: argparse.ArgumentParser) -> None:
 def _not_blank(value: str | None, what: str) -> str | None:
     """A note or search text that is empty or only whitespace is refused, not stored as nothing."""
     if value is not None and not value.strip():
-        raise UserFacingError(f"{what} is blank; say what happened")
+        raise UserFacingError(f"{what} is blank")
     return value
 
 

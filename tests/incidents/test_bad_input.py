@@ -264,7 +264,7 @@ def test_control_characters_in_notes_are_escaped_in_tables_to_a_pipe_and_a_termi
 
 def test_error_lines_escape_what_they_quote(cli_store, capsys):
     code, _, err = cli(capsys, "incidents", "search", " \n")
-    assert code == 1 and err == "error: the search text is blank; say what happened\n"
+    assert code == 1 and err == "error: the search text is blank\n"
     last = one_line_error(capsys, "incidents", "show", "INC-\x1b[31m\n", names="not an incident id")
     assert "\x1b" not in last and "\\x1b[31m" in last
 
