@@ -267,13 +267,9 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     channels = configured_channels(cfg.routes)
     with _store(args) as store:
         if not channels:
-            counts = store.outbox_counts()
-            if args.json:
-                _print_json({"delivered": 0, "outbox": counts, "channels": []})
-            print(f"error: no notification channel is configured in this environment: set one of "
-                  f"{', '.join(configured_channels(cfg.routes, only_set=False))} (see {cfg.source}); "
-                  f"nothing was sent, outbox {counts}", file=sys.stderr)  # fmt: skip
-            return 1
+            raise UserFacingError(f"no notification channel is configured in this environment: set one of "
+                                  f"{', '.join(configured_channels(cfg.routes, only_set=False))} (see {cfg.source}); "
+                                  f"nothing was sent, outbox {store.outbox_counts()}")  # fmt: skip
         report = deliver_due(store, budget_s=cfg.delivery_budget_s * 6, timeout=cfg.delivery_timeout_s)
         counts = store.outbox_counts()
     out = {**report.to_dict(), "outbox": counts, "channels": channels}
