@@ -9,11 +9,13 @@ in another process while a writer holds the file.
 from __future__ import annotations
 
 import logging
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
 
-from reliability.contracts.evaluate import PARTITION_END_VARIABLE, Outcome, partition_end
+from reliability.clock import utcnow
+from reliability.contracts.evaluate import PARTITION_END_VARIABLE, Outcome, partition_bounds_variables, run_variables
 from reliability.contracts.spec import (
     CONTRACT_SUFFIXES,
     BrokenContract,
@@ -23,6 +25,7 @@ from reliability.contracts.spec import (
     safe_name_part,
 )
 from reliability.errors import ConfigError
+from reliability.partitions import PARTITION_KEYS_METADATA, partition_keys
 from reliability.settings import Settings, get_settings
 
 DUCKDB_POOL = "duckdb"
@@ -64,8 +67,13 @@ def _op_name(path: Path, taken: set[str]) -> str:
     return name
 
 
-def contract_check(contract: ContractSpec, warehouse_path: Path, op_name: str) -> dg.AssetChecksDefinition:
-    """The multi-asset check verifying one contract: Soda runs once, one result per selected spec."""
+def contract_check(
+    contract: ContractSpec, warehouse_path: Path, op_name: str, partitions_start: date | None = None
+) -> dg.AssetChecksDefinition:
+    """The multi-asset check verifying one contract: Soda runs once, one result per selected spec.
+
+    `partitions_start` (the first daily partition) binds PARTITIONS_FIRST_DAY / PARTITIONS_END, so a
+    contract can flag rows dated outside every partition; "today" is read when the check runs."""
     asset = dg.AssetKey([contract.asset_name])
     specs = [
         dg.AssetCheckSpec(
@@ -96,11 +104,14 @@ def contract_check(contract: ContractSpec, warehouse_path: Path, op_name: str) -
         from reliability.contracts.runner import verify_contract
 
         selected = [k.name for k in context.selected_asset_check_keys if k.asset_key == asset]
-        end = partition_end(context.run.tags) if PARTITION_END_VARIABLE in contract.variables else None
-        variables = {PARTITION_END_VARIABLE: end} if end else None
-        for outcome in verify_contract(contract, warehouse_path, selected, variables=variables):
-            if end:
-                outcome.metadata["partition_end"] = end
+        bounds = partition_bounds_variables(partitions_start, utcnow().date()) if partitions_start else {}
+        variables = {**bounds, **run_variables(context.run.tags)}
+        keys = partition_keys(context.run.tags)
+        for outcome in verify_contract(contract, warehouse_path, selected, variables=variables or None):
+            if PARTITION_END_VARIABLE in variables and PARTITION_END_VARIABLE in contract.variables:
+                outcome.metadata["partition_end"] = variables[PARTITION_END_VARIABLE]
+            if keys:
+                outcome.metadata[PARTITION_KEYS_METADATA] = dg.MetadataValue.json(keys)
             yield to_check_result(outcome, contract.asset_name)
 
     return _verify
@@ -130,7 +141,9 @@ def broken_contract_check(contract: BrokenContract, op_name: str) -> dg.AssetChe
     return _broken
 
 
-def build_contract_checks(contracts_dir: Path, warehouse_path: Path) -> list[dg.AssetChecksDefinition]:
+def build_contract_checks(
+    contracts_dir: Path, warehouse_path: Path, partitions_start: date | None = None
+) -> list[dg.AssetChecksDefinition]:
     """One check definition per contract file; nothing here may break the code location."""
     taken: set[str] = set()
     checks: list[dg.AssetChecksDefinition] = []
@@ -138,7 +151,7 @@ def build_contract_checks(contracts_dir: Path, warehouse_path: Path) -> list[dg.
         op_name = _op_name(contract.path, taken)
         if isinstance(contract, ContractSpec):
             try:
-                checks.append(contract_check(contract, warehouse_path, op_name))
+                checks.append(contract_check(contract, warehouse_path, op_name, partitions_start))
                 continue
             except Exception as exc:  # a name Dagster refuses, for instance
                 contract = BrokenContract(
@@ -160,8 +173,9 @@ def defs(
     A folder that does not exist or holds no contract fails loading with its path: otherwise every Soda
     check would silently disappear from the code location (a typo in `contracts_dir` looks like "all green").
     """
-    if contracts_dir is None or warehouse_path is None:
-        settings = settings or get_settings()
+    if settings is None and (contracts_dir is None or warehouse_path is None):
+        settings = get_settings()
+    if settings is not None:
         contracts_dir = contracts_dir or settings.contracts_dir
         warehouse_path = warehouse_path or settings.warehouse_path
     where = "contracts_dir (RELIABILITY_CONTRACTS_DIR or the settings file)"
@@ -170,4 +184,5 @@ def defs(
     if not contract_files(Path(contracts_dir)):
         raise ConfigError(f"{contracts_dir}: the Soda contracts folder holds no contract "
                           f"({', '.join(sorted(CONTRACT_SUFFIXES))} files); check {where}")  # fmt: skip
-    return dg.Definitions(asset_checks=build_contract_checks(Path(contracts_dir), Path(warehouse_path)))
+    start = settings.partitions_start_date if settings is not None else None
+    return dg.Definitions(asset_checks=build_contract_checks(Path(contracts_dir), Path(warehouse_path), start))

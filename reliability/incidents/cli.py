@@ -192,11 +192,12 @@ def _show(inc: Any) -> None:
         ("durations (s)", ", ".join(f"{k.replace('_', ' ')} {v if v is not None else '-'}"
                                     for k, v in inc.durations().items())),
     ]  # fmt: skip
-    assets = [(a.asset_key, a.role, a.depth, a.tier or "-", ", ".join(a.owners), a.kind) for a in inc.assets]
+    assets = [(a.asset_key, a.role, a.depth, a.tier or "-", ", ".join(a.owners), ", ".join(a.partitions) or "-",
+               a.kind) for a in inc.assets]  # fmt: skip
     timeline = [(_ts(e.at), e.kind, e.actor, e.message) for e in inc.timeline]
     print_tables([(f"{inc.display_id}: {inc.title}", ("field", "value"), head)], show_header=False)
     print_tables([
-        ("affected assets", ("asset", "role", "depth", "tier", "owners", "kind"), assets),
+        ("affected assets", ("asset", "role", "depth", "tier", "owners", "partitions", "kind"), assets),
         ("timeline (UTC)", ("at", "kind", "actor", "message"), timeline),
     ])  # fmt: skip
 
