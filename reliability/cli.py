@@ -31,10 +31,29 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in AREA_CLI_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    _describe_subcommands(parser)
     return parser
 
 
+def _describe_subcommands(parser: argparse.ArgumentParser) -> None:
+    """`X --help` opens with a description: a subcommand without one gets its one-line help, so every
+    area writes each text once."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                sub = action.choices[choice.dest]
+                if not sub.description and choice.help:
+                    sub.description = choice.help[0].upper() + choice.help[1:] + "."
+                _describe_subcommands(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for position, arg in enumerate(argv, start=1):
+        if not arg.isascii() and any("\udc80" <= ch <= "\udcff" for ch in arg):
+            # bytes that are not UTF-8 (Python keeps them as surrogates): they could not be stored or shown
+            print(f"error: argument {position} ({ascii(arg)}) is not valid UTF-8 text", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
@@ -44,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except UserFacingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from reliability.terminal import printable
+
+        print(f"error: {printable(exc)}", file=sys.stderr)  # one line, whatever the message quotes
         return 1
 
 

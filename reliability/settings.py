@@ -88,13 +88,21 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
         if field in _NOT_PATHS:
             if raw_value is not None:
                 values[field] = raw_value
+        elif raw_value is not None and not isinstance(raw_value, str):
+            raise ConfigError(f"{settings_file}: {field}: expected a path (a string), got {type(raw_value).__name__}")
         else:
             values[field] = _resolve(origin, raw_value)
     policy = parse_policy_settings(raw.get("policy"), str(settings_file))
     try:
         return Settings(**values, policy=policy, source_file=settings_file)
     except ValidationError as exc:
-        fields = ", ".join(".".join(map(str, e["loc"])) + f": {e['msg']}" for e in exc.errors())
+
+        def where(loc: tuple) -> str:
+            name = ".".join(map(str, loc))
+            variable = ENV_OVERRIDES.get(str(loc[0])) if loc else None
+            return f"{name} (from {variable})" if variable and env.get(variable) else name
+
+        fields = ", ".join(f"{where(e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{settings_file}: {fields}") from exc
 
 

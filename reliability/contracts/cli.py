@@ -11,7 +11,7 @@ import json
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     contracts = subparsers.add_parser("contracts", help="Soda data contracts: list their checks, verify them")
-    sub = contracts.add_subparsers(dest="contracts_command", metavar="CONTRACTS_COMMAND", required=True)
+    sub = contracts.add_subparsers(dest="contracts_command", metavar="COMMAND", required=True)
     listing = sub.add_parser("list", help="every contract, its asset and its checks (exit 1 if one is broken)")
     listing.add_argument("--dir", default=None, help="contracts folder (default: from settings)")
     listing.set_defaults(handler=_list)
@@ -40,12 +40,13 @@ def _folder(args: argparse.Namespace):
 
 def _list(args: argparse.Namespace) -> int:
     from reliability.contracts.spec import BrokenContract, discover_contracts
+    from reliability.terminal import print_line  # problems quote file text: control characters escaped
 
     broken = 0
     for contract in discover_contracts(_folder(args)):
         if isinstance(contract, BrokenContract):
             broken += 1
-            print(f"{contract.path}: BROKEN -> {contract.asset_name}.{contract.check_name}: {contract.problem}")
+            print_line(f"{contract.path}: BROKEN -> {contract.asset_name}.{contract.check_name}: {contract.problem}")
             continue
         print(f"{contract.path} -> asset {contract.asset_name}")
         for check in contract.checks:
@@ -63,6 +64,7 @@ def _verify(args: argparse.Namespace) -> int:
     from reliability.contracts.spec import BrokenContract, discover_contracts
     from reliability.errors import UserFacingError
     from reliability.settings import get_settings
+    from reliability.terminal import print_line  # descriptions quote data: control characters escaped
 
     settings = get_settings()
     warehouse = Path(args.warehouse) if args.warehouse else settings.warehouse_path
@@ -81,7 +83,7 @@ def _verify(args: argparse.Namespace) -> int:
     worst = 0
     for contract in contracts:
         if isinstance(contract, BrokenContract):
-            print(f"{contract.asset_name}.{contract.check_name}: FAILED {contract.message}")
+            print_line(f"{contract.asset_name}.{contract.check_name}: FAILED {contract.message}")
             worst = 1
             continue
         for outcome in verify_contract(contract, warehouse, variables=variables):
@@ -100,5 +102,5 @@ def _verify(args: argparse.Namespace) -> int:
                 print(json.dumps(row, default=str))
             else:
                 verdict = "passed" if outcome.passed else ("WARN" if outcome.severity == "warn" else "FAILED")
-                print(f"{contract.asset_name}.{outcome.check.name}: {verdict} {outcome.description}")
+                print_line(f"{contract.asset_name}.{outcome.check.name}: {verdict} {outcome.description}")
     return worst

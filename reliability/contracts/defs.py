@@ -17,11 +17,14 @@ import dagster as dg
 from reliability.clock import utcnow
 from reliability.contracts.evaluate import PARTITION_END_VARIABLE, Outcome, partition_bounds_variables, run_variables
 from reliability.contracts.spec import (
+    CONTRACT_SUFFIXES,
     BrokenContract,
     ContractSpec,
+    contract_files,
     discover_contracts,
     safe_name_part,
 )
+from reliability.errors import ConfigError
 from reliability.partitions import PARTITION_KEYS_METADATA, partition_keys
 from reliability.settings import Settings, get_settings
 
@@ -165,13 +168,21 @@ def build_contract_checks(
 def defs(
     settings: Settings | None = None, *, contracts_dir: Path | None = None, warehouse_path: Path | None = None
 ) -> dg.Definitions:
-    """Asset checks for every contract in the configured contracts folder (RELIABILITY_CONTRACTS_DIR)."""
+    """Asset checks for every contract in the configured contracts folder (RELIABILITY_CONTRACTS_DIR).
+
+    A folder that does not exist or holds no contract fails loading with its path: otherwise every Soda
+    check would silently disappear from the code location (a typo in `contracts_dir` looks like "all green").
+    """
     if settings is None and (contracts_dir is None or warehouse_path is None):
         settings = get_settings()
     if settings is not None:
         contracts_dir = contracts_dir or settings.contracts_dir
         warehouse_path = warehouse_path or settings.warehouse_path
+    where = "contracts_dir (RELIABILITY_CONTRACTS_DIR or the settings file)"
     if not Path(contracts_dir).is_dir():
-        log.warning("Soda contracts folder %s does not exist: no contract checks", contracts_dir)
+        raise ConfigError(f"{contracts_dir}: the Soda contracts folder does not exist; check {where}")
+    if not contract_files(Path(contracts_dir)):
+        raise ConfigError(f"{contracts_dir}: the Soda contracts folder holds no contract "
+                          f"({', '.join(sorted(CONTRACT_SUFFIXES))} files); check {where}")  # fmt: skip
     start = settings.partitions_start_date if settings is not None else None
     return dg.Definitions(asset_checks=build_contract_checks(Path(contracts_dir), Path(warehouse_path), start))

@@ -65,5 +65,11 @@ def build_incident_sensor(
 
 def defs(settings: Any = None) -> dg.Definitions:
     """The incidents area. `settings` is accepted for symmetry with the other areas; the store URL
-    comes from `RELIABILITY_INCIDENT_STORE_URL` / settings at tick time."""
+    comes from `RELIABILITY_INCIDENT_STORE_URL` / settings at tick time.
+
+    The incidents config and the channel variables are checked here, once at start-up: a malformed
+    webhook fails loading with the variable named (never its value) instead of failing every delivery."""
+    from reliability.incidents.notify import check_channel_settings
+
+    check_channel_settings(load_incidents_config().routes)
     return dg.Definitions(sensors=[build_incident_sensor(mitigation=True)])

@@ -69,13 +69,18 @@ def format_incident_id(incident_id: int) -> str:
     return f"INC-{incident_id}"
 
 
+MAX_INCIDENT_ID = 2**63 - 1  # the largest id every store (SQLite, PostgreSQL BIGINT) can hold
+
+
 def parse_incident_id(text: str) -> int:
-    """Accept `INC-12`, `inc-12` or `12`."""
+    """Accept `INC-12`, `inc-12` or `12`: ASCII digits only, within the store's integer range."""
     raw = text.strip()
     if raw.upper().startswith("INC-"):
         raw = raw[4:]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise ValueError(f"not an incident id: {text!r} (expected INC-<n> or <n>)")
+    if len(raw) > 19 or not 1 <= int(raw) <= MAX_INCIDENT_ID:
+        raise ValueError(f"not an incident id: {text!r} (ids run from 1 to {MAX_INCIDENT_ID})")
     return int(raw)
 
 

@@ -11,13 +11,11 @@ import json
 import logging
 import os
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from reliability.incidents.model import format_incident_id
+from reliability.incidents.model import Severity, format_incident_id
 
 log = logging.getLogger(__name__)
 
@@ -144,20 +142,58 @@ class Router:
         return messages
 
 
-def routes_from_config(raw: Sequence[Mapping[str, object]]) -> tuple[Route, ...]:
-    """Routes from the `routing:` list of the incidents config (see config.py)."""
+ROUTE_FIELDS = ("channels", "severities", "owners", "targets")
+
+
+def _str_list(item: Mapping[str, object], key: str, where: str) -> list[str]:
+    value = item.get(key, [])
+    if isinstance(value, str) or not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{where}.{key}: expected a list of strings, got {value!r}")
+    return value
+
+
+def routes_from_config(raw: object) -> tuple[Route, ...]:
+    """Routes from the `routing:` list of the incidents config (see config.py).
+
+    Anything unknown (a channel, a severity such as SEV9, a field, a target for a channel the route does
+    not use) is refused with its place named (`routing[1].severities`), so no route silently never matches.
+    """
+    if not isinstance(raw, list):
+        raise ValueError(f"routing: expected a list of routes, got {type(raw).__name__}")
     routes = []
-    for item in raw:
-        channels = tuple(str(c) for c in item.get("channels", ()))  # type: ignore[union-attr]
+    for index, item in enumerate(raw):
+        where = f"routing[{index}]"
+        if not isinstance(item, dict):
+            raise ValueError(f"{where}: expected a mapping with {list(ROUTE_FIELDS)}, got {item!r}")
+        unknown_fields = sorted(set(item) - set(ROUTE_FIELDS))
+        if unknown_fields:
+            raise ValueError(f"{where}: unknown field(s) {unknown_fields}; known: {list(ROUTE_FIELDS)}")
+        channels = tuple(_str_list(item, "channels", where))
+        if not channels:
+            raise ValueError(f"{where}.channels: name at least one of {list(CHANNELS)}")
         unknown = [c for c in channels if c not in CHANNELS]
         if unknown:
-            raise ValueError(f"unknown notification channel(s) {unknown}; known: {list(CHANNELS)}")
+            raise ValueError(f"{where}.channels: unknown notification channel(s) {unknown}; known: {list(CHANNELS)}")
+        severities = [s.upper() for s in _str_list(item, "severities", where)]
+        known = [str(s) for s in Severity]
+        bad = [s for s in severities if s not in known]
+        if bad:
+            raise ValueError(f"{where}.severities: unknown severity {bad}; known: {known}")
+        targets = item.get("targets", {})
+        if not isinstance(targets, dict):
+            raise ValueError(f"{where}.targets: expected a mapping of channel -> environment variable name")
+        for channel, variable in targets.items():
+            if channel not in channels:
+                raise ValueError(f"{where}.targets.{channel}: not one of this route's channels {list(channels)}")
+            if not isinstance(variable, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
+                raise ValueError(f"{where}.targets.{channel}: expected an environment variable name, got "
+                                 f"{variable!r}")  # fmt: skip
         routes.append(
             Route(
                 channels=channels,
-                severities=frozenset(str(s).upper() for s in item.get("severities", ())),  # type: ignore[union-attr]
-                owners=frozenset(str(o) for o in item.get("owners", ())),  # type: ignore[union-attr]
-                targets={str(k): str(v) for k, v in dict(item.get("targets", {})).items()},  # type: ignore[arg-type]
+                severities=frozenset(severities),
+                owners=frozenset(_str_list(item, "owners", where)),
+                targets=dict(targets),
             )
         )
     return tuple(routes)
@@ -309,27 +345,122 @@ def backoff(attempts: int, base: float = 2.0, cap: float = 300.0) -> timedelta:
     return timedelta(seconds=min(cap, base * (2 ** max(0, attempts - 1))))
 
 
+def url_problem(value: str) -> str | None:
+    """What is wrong with a webhook / base URL, in words that never repeat the value (it is a secret)."""
+    from urllib.parse import urlsplit
+
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return "contains whitespace or control characters"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https"):
+        return "is not an http:// or https:// URL"
+    if not parts.hostname:
+        return "has no host name"
+    return None
+
+
+def channel_setting_errors(routes: Sequence[Route], environ: Mapping[str, str] | None = None) -> list[str]:
+    """Problems with the channel variables these routes use, each naming the variable, never its value.
+
+    Unset variables are fine (that channel is simply not used); set but malformed ones are not.
+    """
+    env = os.environ if environ is None else environ
+    errors: dict[str, None] = {}
+    variables: dict[tuple[str, str], None] = {}
+    for route in routes:
+        for channel in route.channels:
+            variables[(channel, route.targets.get(channel, DEFAULT_ENV[channel]))] = None
+    if any(channel == PAGERDUTY for channel, _ in variables):
+        variables[("url", PAGERDUTY_URL_ENV)] = None
+    for channel, name in variables:
+        value = env.get(name)
+        if not value:
+            continue
+        if channel == PAGERDUTY:
+            if any(ch.isspace() or ord(ch) < 32 for ch in value):
+                errors[f"{name} (PagerDuty routing key) contains whitespace or control characters"] = None
+            continue
+        problem = url_problem(value)
+        if problem:
+            errors[f"{name} {problem} (the value is not shown: it is a secret)"] = None
+    return list(errors)
+
+
+def configured_channels(
+    routes: Sequence[Route], environ: Mapping[str, str] | None = None, only_set: bool = True
+) -> list[str]:
+    """The environment variables of the routes' channels (`only_set`: those set here), in route order."""
+    env = os.environ if environ is None else environ
+    names = {route.targets.get(c, DEFAULT_ENV[c]): None for route in routes for c in route.channels}
+    return [n for n in names if env.get(n) or not only_set]
+
+
+def check_channel_settings(routes: Sequence[Route], environ: Mapping[str, str] | None = None) -> None:
+    """Fail at start-up (CLI, code location load) on a malformed channel variable, by name."""
+    from reliability.errors import ConfigError
+
+    errors = channel_setting_errors(routes, environ)
+    if errors:
+        raise ConfigError("notification settings: " + "; ".join(errors))
+
+
+def _split_credentials(url: str) -> tuple[str, dict[str, str], list[str]]:
+    """`https://user:pass@host/...` -> the URL without them, a Basic auth header, and the secrets to redact.
+
+    urllib would otherwise put `user:pass@host` in the Host header and fail with the password in the error.
+    """
+    import base64
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, {}, []
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return bare, {"Authorization": f"Basic {token}"}, [s for s in (user, password, token) if s]
+
+
 def send(
     channel: str, target: str, payload: object, environ: Mapping[str, str] | None = None, timeout: float = 5.0
 ) -> int:
-    """POST one message. Returns the HTTP status; raises DeliveryError (message free of secrets)."""
+    """POST one message. Returns the HTTP status; raises DeliveryError only (message free of secrets)."""
+    import urllib.error
+    import urllib.request
+
     env = os.environ if environ is None else environ
     secret = env.get(target, "")
     if not secret:
         raise DeliveryError(f"{target} is not set", retryable=True)
     secrets = [secret]
     if channel == SLACK:
-        url, body = secret, payload
+        url_var, url, body = target, secret, payload
     elif channel == PAGERDUTY:
-        url = env.get(PAGERDUTY_URL_ENV) or PAGERDUTY_DEFAULT_URL
+        url_var, url = PAGERDUTY_URL_ENV, env.get(PAGERDUTY_URL_ENV) or PAGERDUTY_DEFAULT_URL
         body = {"routing_key": secret, **dict(payload)}  # type: ignore[call-overload]
     elif channel == ALERTMANAGER:
-        url, body = secret.rstrip("/") + "/api/v2/alerts", payload
+        url_var, url, body = target, secret.rstrip("/") + "/api/v2/alerts", payload
     else:
         raise DeliveryError(f"unknown channel {channel}", retryable=False)
-    data = json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
+    problem = url_problem(url)
+    if problem:  # a configuration error: kept for retry, so fixing the variable delivers it
+        raise DeliveryError(f"{channel}: {url_var} {problem}", retryable=True)
+    secrets.append(url)
     try:
+        url, auth, more_secrets = _split_credentials(url)
+        secrets += more_secrets
+        request = urllib.request.Request(
+            url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json", **auth}
+        )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
@@ -338,6 +469,9 @@ def send(
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DeliveryError(f"{channel}: {redact(str(reason), secrets)}", retryable=True) from None
+    except Exception as exc:  # noqa: BLE001 - e.g. http.client.InvalidURL: its text may quote the secret
+        raise DeliveryError(f"{channel}: {type(exc).__name__} sending to {url_var} (details withheld: they may "
+                            "contain the secret)", retryable=True) from None  # fmt: skip
 
 
 @dataclass

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, and_, bindparam, case, create_engine, event, func, or_, select, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from reliability.clock import Clock, utcnow
 from reliability.errors import UserFacingError
@@ -83,21 +83,24 @@ class _Conflict(Exception):
     """Another writer changed an incident under us: retry the whole transaction."""
 
 
-def default_store_url() -> str:
-    """`RELIABILITY_INCIDENT_STORE_URL` / settings, else SQLite in DAGSTER_HOME (or <repo>/.dagster_home)."""
+def store_url_and_origin() -> tuple[str, str]:
+    """The configured store URL and where it came from (named in errors): `RELIABILITY_INCIDENT_STORE_URL`,
+    else `incident_store_url` in the settings file, else SQLite in DAGSTER_HOME (or <repo>/.dagster_home)."""
     url = os.environ.get("RELIABILITY_INCIDENT_STORE_URL")
     if url:
-        return url
-    try:
-        from reliability.settings import get_settings
+        return url, "RELIABILITY_INCIDENT_STORE_URL"
+    from reliability.settings import get_settings
 
-        url = get_settings().incident_store_url
-    except UserFacingError:
-        url = None
-    if url:
-        return url
+    settings = get_settings()  # a broken settings file is an error, not a silent fallback to another store
+    if settings.incident_store_url:
+        return settings.incident_store_url, f"{settings.source_file}: incident_store_url"
     home = os.environ.get("DAGSTER_HOME") or str(Path(__file__).resolve().parents[2] / ".dagster_home")
-    return f"sqlite:///{Path(home) / 'incidents.db'}"
+    return f"sqlite:///{Path(home) / 'incidents.db'}", "DAGSTER_HOME" if os.environ.get("DAGSTER_HOME") else "default"
+
+
+def default_store_url() -> str:
+    """`RELIABILITY_INCIDENT_STORE_URL` / settings, else SQLite in DAGSTER_HOME (or <repo>/.dagster_home)."""
+    return store_url_and_origin()[0]
 
 
 def _dumps(value: object) -> str:
@@ -306,30 +309,87 @@ class OutboxItem:
 
 
 # --------------------------------------------------------------------------------------------- engine
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+class StoreUnavailable(UserFacingError):
+    """The store cannot be opened: bad URL, missing driver or directory, refused login, host down."""
 
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout = 60000")
-            cur.execute("PRAGMA journal_mode = WAL")
-            cur.execute("PRAGMA synchronous = NORMAL")
-            cur.execute("PRAGMA foreign_keys = ON")
-            cur.close()
 
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-            conn.exec_driver_sql(f"BEGIN {mode}")
+PG_CONNECT_TIMEOUT_S = 10  # unless the URL sets ?connect_timeout=
 
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+
+def safe_url(url: str) -> str:
+    """The URL as it may be shown: password hidden; an unparseable one is not shown at all."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<unparseable URL>"
+
+
+def _first_line(exc: BaseException, url: str) -> str:
+    """The driver's own reason, one line, with the password (if any) blanked out."""
+    from sqlalchemy.engine import make_url
+
+    orig = getattr(exc, "orig", None) or exc
+    line = next((ln.strip() for ln in str(orig).splitlines() if ln.strip()), type(orig).__name__)
+    password = make_url(url).password
+    return line.replace(str(password), "***") if password else line
+
+
+def make_engine(url: str, origin: str = "incident store URL", create: bool = True) -> Engine:
+    """An engine for SQLite or PostgreSQL. Errors name `origin` (the variable, file or option the URL came
+    from) and never show a password. `create=False` (read commands) refuses a SQLite path whose directory
+    does not exist instead of creating an empty store there."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # e.g. a port that is not a number
+        raise StoreUnavailable(f"{origin}: not a database URL (expected sqlite:///<path> or "
+                               "postgresql://<user>@<host>/<db>; the value is not shown)") from None  # fmt: skip
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreUnavailable(f"{origin}: unsupported database {parsed.get_backend_name()!r} in {safe_url(url)}; "
+                               "the incident store runs on sqlite or postgresql")  # fmt: skip
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return _sqlite_engine(url, parsed.database or "", origin, create)
+        connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    except (NoSuchModuleError, ImportError) as exc:
+        name = getattr(exc, "name", None) or parsed.get_driver_name()
+        raise StoreUnavailable(f"{origin}: the database driver {name!r} for {safe_url(url)} is not installed") from None
+    except ArgumentError as exc:
+        raise StoreUnavailable(f"{origin}: {safe_url(url)}: {_first_line(exc, url)}") from None
+
+
+def _sqlite_engine(url: str, path: str, origin: str, create: bool) -> Engine:
+    if path and path != ":memory:" and not path.startswith("file:"):
+        directory = Path(path).parent
+        if not directory.is_dir():
+            if not create:
+                raise StoreUnavailable(f"{origin}: no incident store at {path}: directory {directory} does not "
+                                       "exist (check the path; the sensor creates the store on its first tick)")
+            directory.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout = 60000")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
 
 
 def migrate(engine: Engine) -> None:
@@ -369,14 +429,37 @@ class IncidentStore:
         policy: GroupingPolicy | None = None,
         migrate_schema: bool = True,
         clock: Clock = utcnow,
+        create: bool = True,
+        url_origin: str | None = None,
     ) -> None:
-        self.url = url or default_store_url()
+        """`create=False` for commands that only look: a SQLite path in a missing directory is an error
+        then, not a new empty store. `url_origin` names where `url` came from in errors (`--store-url`)."""
+        if url:
+            origin = url_origin or "incident store URL"
+        else:
+            url, origin = store_url_and_origin()
+        self.url = url
         self.clock = clock
-        self.engine = make_engine(self.url)
+        self.engine = make_engine(self.url, origin, create=create)
         self.router = router if router is not None else Router()
         self.policy = policy or GroupingPolicy()
         if migrate_schema:
-            self._retry(lambda: migrate(self.engine))
+            self._open(origin)
+
+    def _open(self, origin: str) -> None:
+        """Connect once without retrying (a refused login or a dead host is not transient: one clear
+        error, not thirty retries), then migrate only if the schema is behind (alembic is imported then)."""
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(sqlite_begin="DEFERRED")
+                with conn.begin():
+                    current = _current_revision(conn)
+            if current != t.HEAD_REVISION:
+                self._retry(lambda: migrate(self.engine))
+        except DBAPIError as exc:
+            self.engine.dispose()
+            raise StoreUnavailable(f"cannot open the incident store {safe_url(self.url)} ({origin}): "
+                                   f"{_first_line(exc, self.url)}") from None  # fmt: skip
 
     def close(self) -> None:
         self.engine.dispose()
@@ -1318,4 +1401,7 @@ class _BatchState:
         self._dirty_signals.clear()
 
 
-__all__ = ["IncidentStore", "Incident", "IngestResult", "InvalidTransition", "FaultClass", "default_store_url"]
+__all__ = [
+    "IncidentStore", "Incident", "IngestResult", "InvalidTransition", "FaultClass", "StoreUnavailable",
+    "default_store_url",
+]  # fmt: skip

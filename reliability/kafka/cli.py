@@ -9,7 +9,7 @@ from datetime import date
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     kafka = subparsers.add_parser("kafka", help="local Kafka broker, order events, ingestion")
-    sub = kafka.add_subparsers(dest="kafka_command", metavar="ACTION")
+    sub = kafka.add_subparsers(dest="kafka_command", metavar="COMMAND")
     kafka.set_defaults(handler=lambda _args: kafka.print_help() or 2)
 
     up = sub.add_parser("up", help="start a local Kafka 4.x broker (or use KAFKA_BOOTSTRAP_SERVERS)")
@@ -17,11 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.set_defaults(handler=_up)
     sub.add_parser("down", help="stop the broker `kafka up` started").set_defaults(handler=_down)
     status = sub.add_parser("status", help="which cluster, and does it answer")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="JSON instead of lines of text")
     status.set_defaults(handler=_status)
 
     produce = sub.add_parser("produce", help="produce order events (JSON, schema shop.order v1)")
-    produce.add_argument("--topic", default="shop.orders")
+    produce.add_argument("--topic", default="shop.orders", help="topic to produce to (default shop.orders)")
     produce.add_argument("--count", type=int, default=1000, help="valid order events")
     produce.add_argument(
         "--days",
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     produce.add_argument("--orders-per-day", type=int, default=1_000, help="generator scale for --days")
     produce.add_argument("--force", action="store_true", help="with --days: produce days the topic already holds")
     produce.add_argument("--first-id", type=int, default=1, help="order id of the first event")
-    produce.add_argument("--seed", type=int, default=42)
+    produce.add_argument("--seed", type=int, default=42, help="random seed: the same seed gives the same events")
     produce.add_argument("--poison", type=int, default=0, help="poison messages to interleave")
     produce.add_argument("--partitions", type=int, default=4, help="when the topic is created")
     produce.add_argument("--rate", type=float, help="messages per second (default: as fast as possible)")
@@ -46,9 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     produce.set_defaults(handler=_produce)
 
     ingest = sub.add_parser("ingest", help="one exactly-once micro-batch from the topic into raw_orders")
-    ingest.add_argument("--topic", default="shop.orders")
-    ingest.add_argument("--group", default="reliability.raw_orders")
-    ingest.add_argument("--max-seconds", type=float)
+    ingest.add_argument("--topic", default="shop.orders", help="topic to read (default shop.orders)")
+    ingest.add_argument(
+        "--group", default="reliability.raw_orders", help="consumer group whose offsets are kept with the rows"
+    )
+    ingest.add_argument(
+        "--max-seconds", type=float, help="stop after this many seconds (default: at the end offsets seen at start)"
+    )
     ingest.add_argument("--retry-for", type=float, default=30.0, help="seconds to retry transient broker errors")
     ingest.set_defaults(handler=_ingest)
 

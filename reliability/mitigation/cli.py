@@ -14,19 +14,29 @@ def register_incident_commands(sub: Any) -> None:
     """Add `pause` and `resume` to `reliability incidents`."""
     from reliability.incidents.cli import _actor_arg
 
-    p = sub.add_parser("pause", help="circuit breaker: stop the automation feeding the blast radius, "
-                       "quarantine its partitions, pause a Kafka-fed root; then mitigated")  # fmt: skip
-    p.add_argument("id", help="INC-<n> or <n>")
+    id_help, json_help = "incident id: INC-<n> or <n>", "stable JSON for scripts instead of text"
+    p = sub.add_parser(
+        "pause", help="circuit breaker: stop the automation feeding the blast radius, quarantine, pause Kafka",
+        description="Contain an incident now, whatever the policy says: stop the sensors, schedules and "
+        "automation that can materialize its root or downstream assets, quarantine the partitions hit (runs "
+        "that would build them fail naming the incident), pause a Kafka-fed root's consumer; record each "
+        "action and move the incident to mitigated. Needs the Dagster instance (DAGSTER_HOME) the daemon uses.",
+    )  # fmt: skip
+    p.add_argument("id", help=id_help)
     p.add_argument("--suggest", action="store_true", help="only print and record what it would do")
     _actor_arg(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(handler=cmd_pause)
 
-    p = sub.add_parser("resume", help="restart exactly what the circuit breaker stopped, resume Kafka, "
-                       "lift the quarantine")  # fmt: skip
-    p.add_argument("id", help="INC-<n> or <n>")
+    p = sub.add_parser(
+        "resume", help="restart exactly what the circuit breaker stopped, resume Kafka, lift the quarantine",
+        description="Undo an incident's circuit breaker: restart exactly the automation it stopped (not one "
+        "an engineer had stopped, nor one another active incident still holds), resume its Kafka pauses and "
+        "lift its quarantine. The incident's status does not change.",
+    )  # fmt: skip
+    p.add_argument("id", help=id_help)
     _actor_arg(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(handler=cmd_resume)
 
 

@@ -18,7 +18,10 @@ RESOLVED_SHOWN = 200  # resolved incidents whose assets get their passing `open_
 
 
 def dagster_url() -> str:
-    return os.environ.get("RELIABILITY_DAGSTER_URL", "http://127.0.0.1:3000")
+    """The UI's base URL for the `open_incident` link (the notifications' variable; default: local UI)."""
+    from reliability.incidents.notify import DAGSTER_URL_ENV
+
+    return os.environ.get(DAGSTER_URL_ENV) or "http://127.0.0.1:3000"
 
 
 class IncidentConfig(dg.Config):

@@ -8,9 +8,9 @@ from datetime import date
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     shop = subparsers.add_parser("shop", help="the demo shop: generate deterministic raw data")
-    shop_sub = shop.add_subparsers(dest="shop_command", metavar="SHOP_COMMAND", required=True)
+    shop_sub = shop.add_subparsers(dest="shop_command", metavar="COMMAND", required=True)
     gen = shop_sub.add_parser("generate", help="write daily partitions of the raw tables into DuckDB")
-    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--seed", type=int, default=42, help="random seed: the same seed gives the same data")
     gen.add_argument("--orders-per-day", type=int, default=1_000, help="scale: orders in each day")
     gen.add_argument("--days", type=int, default=7, help="how many days, ending with --end-date")
     gen.add_argument("--end-date", type=date.fromisoformat, default=None, help="last day (default today)")

@@ -70,6 +70,7 @@ class Receiver:
         self.routing_key = routing_key
         self.requests: list[tuple[str, object]] = []
         self.errors: list[str] = []
+        self.authorizations: list[str | None] = []  # the Authorization header of each request
         self.fail_with: int | None = None  # answer this status instead (e.g. 503) while set
         receiver = self
 
@@ -80,6 +81,7 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length)
+                receiver.authorizations.append(self.headers.get("Authorization"))
                 if receiver.fail_with:
                     self._answer(receiver.fail_with, b"down")
                     return
