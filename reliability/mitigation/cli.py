@@ -52,12 +52,14 @@ def _location() -> tuple[Any, Any, Any]:
 
 
 def _print(lines: list[str], as_json: bool, payload: object) -> None:
-    from reliability.incidents.cli import _console, _print_json, _t
+    from reliability.incidents.cli import _print_json
+    from reliability.terminal import print_line
 
     if as_json:
         _print_json(payload)
-    else:
-        _console().print(_t("\n".join(lines)))
+        return
+    for line in lines:
+        print_line(line)
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
