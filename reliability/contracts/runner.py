@@ -16,14 +16,18 @@ from typing import Any
 
 from reliability.contracts import sql
 from reliability.contracts.evaluate import (
+    EXCLUDED,
     FAILED,
+    NOT_EVALUATED,
     WARN,
     Outcome,
     SodaRecord,
     all_failed,
     column_gone_outcome,
+    not_evaluated_outcome,
     outcome_from_soda,
     plain,
+    schema_changes,
     schema_diff,
 )
 from reliability.contracts.spec import BrokenContract, CheckSpec, ContractSpec, load_contract
@@ -105,6 +109,7 @@ def _add_evidence(
                 outcome.sample = _fetch_dicts(con, query)
         elif check.kind == "schema":
             outcome.metadata.update(schema_diff(contract.data_types, actual))
+            outcome.metadata["schema_changes"] = schema_changes(contract.data_types, actual)
         elif check.kind == "freshness" and outcome.metadata.get("soda_outcome") in (FAILED, WARN):
             query = sql.max_value(contract.prefixes, contract.table, check.columns[0], [contract.dataset_filter])
             outcome.metadata["latest_value"] = plain(con.execute(query.sql, list(query.params)).fetchone()[0])
@@ -132,6 +137,10 @@ def verify_on_connection(
         where = ".".join([*current.prefixes, current.table])
         return all_failed(wanted, loaded.path, f"table '{where}' does not exist in the warehouse")
     present = {name.casefold() for name, _ in actual}
+    # a column that changed type or disappeared is one fault, reported by the schema check: the checks
+    # reading it are attached to that check instead of failing with misleading titles of their own
+    schema_check = next((c for c in current.checks if c.kind == "schema"), None)
+    changed = {c["column"].casefold(): c for c in schema_changes(current.data_types, actual)} if schema_check else {}
 
     outcomes: dict[str, Outcome] = {}
     to_run: list[CheckSpec] = []
@@ -139,8 +148,11 @@ def verify_on_connection(
         spec = by_name.get(check.name)
         if spec is None:
             continue  # reported below as missing from Soda's answer
+        hit = [changed[c.casefold()] for c in spec.columns if c.casefold() in changed]
         gone = [c for c in spec.columns if c.casefold() not in present]
-        if gone:
+        if hit and schema_check is not None and spec is not schema_check:
+            outcomes[check.name] = not_evaluated_outcome(spec, loaded.path, schema_check.name, hit)
+        elif gone:
             outcomes[check.name] = column_gone_outcome(spec, loaded.path, current.table, gone)
         else:
             to_run.append(spec)
@@ -158,7 +170,16 @@ def verify_on_connection(
         if check.name in outcomes:
             continue
         spec = by_name.get(check.name, check)
-        outcome = outcome_from_soda(spec, records.get(spec.soda_path), loaded.path, errors)
+        record = records.get(spec.soda_path)
+        if (
+            changed
+            and schema_check is not None
+            and spec is not schema_check
+            and (record is None or record.outcome in (NOT_EVALUATED, EXCLUDED))
+        ):  # Soda could not evaluate it with the schema broken: part of the schema fault
+            outcomes[check.name] = not_evaluated_outcome(spec, loaded.path, schema_check.name, list(changed.values()))
+            continue
+        outcome = outcome_from_soda(spec, record, loaded.path, errors)
         if spec is check and check.name not in by_name:
             outcome.metadata["error"] = f"{loaded.path}: check {check.soda_path} is no longer in the contract"
             outcome.description = outcome.metadata["error"] + "; reload the code location"
