@@ -128,7 +128,7 @@ def not_evaluated_outcome(
         + ("is gone" if c["new_type"] is None else f"changed type {c['old_type']} -> {c['new_type']}")
         for c in changes
     )
-    text = f"{check.title}: not evaluated, {what} (see {cause})"
+    text = f"{contract_path}: {check.title} not evaluated: {what} (see {cause})"
     metadata = {
         "contract": str(contract_path),
         "soda_check": check.soda_path,

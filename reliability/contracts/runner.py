@@ -16,9 +16,8 @@ from typing import Any
 
 from reliability.contracts import sql
 from reliability.contracts.evaluate import (
-    EXCLUDED,
     FAILED,
-    NOT_EVALUATED,
+    PASSED,
     WARN,
     Outcome,
     SodaRecord,
@@ -117,6 +116,19 @@ def _add_evidence(
         outcome.metadata["evidence_error"] = f"{type(exc).__name__}: {exc}"[:500]
 
 
+def _soda_records(
+    con: Any, contract: ContractSpec, specs: list[CheckSpec], variables: Mapping[str, str] | None
+) -> tuple[dict[str, SodaRecord], str]:
+    """One Soda scan of `specs` (all of the contract's checks in one go when that is all of them)."""
+    if not specs:
+        return {}, ""
+    try:
+        paths = None if len(specs) == len(contract.checks) else [c.soda_path for c in specs]
+        return run_soda(con, contract, paths, variables)
+    except Exception as exc:  # Soda rejected the contract or the query failed
+        return {}, f"Soda could not verify the contract: {type(exc).__name__}: {exc}"
+
+
 def verify_on_connection(
     con: Any,
     loaded: ContractSpec,
@@ -137,10 +149,16 @@ def verify_on_connection(
         where = ".".join([*current.prefixes, current.table])
         return all_failed(wanted, loaded.path, f"table '{where}' does not exist in the warehouse")
     present = {name.casefold() for name, _ in actual}
-    # a column that changed type or disappeared is one fault, reported by the schema check: the checks
-    # reading it are attached to that check instead of failing with misleading titles of their own
+    # A column that disappeared or changed type is one fault, reported by the schema check: the checks
+    # reading it are attached to that check (not_evaluated_due_to) instead of failing with misleading
+    # titles of their own, and stay out of the Soda scan (a retyped column can break the whole query).
+    # Whether a type changed is Soda's call: with a suspect type, its schema check runs first, alone.
     schema_check = next((c for c in current.checks if c.kind == "schema"), None)
     changed = {c["column"].casefold(): c for c in schema_changes(current.data_types, actual)} if schema_check else {}
+    if schema_check is not None and any(c["new_type"] is not None for c in changed.values()):
+        verdict = _soda_records(con, current, [schema_check], variables)[0].get(schema_check.soda_path)
+        if verdict is not None and verdict.outcome == PASSED:  # Soda still accepts the types
+            changed = {k: c for k, c in changed.items() if c["new_type"] is None}
 
     outcomes: dict[str, Outcome] = {}
     to_run: list[CheckSpec] = []
@@ -156,29 +174,14 @@ def verify_on_connection(
             outcomes[check.name] = column_gone_outcome(spec, loaded.path, current.table, gone)
         else:
             to_run.append(spec)
-
-    records: dict[str, SodaRecord] = {}
-    errors = ""
-    if to_run:
-        everything = len(to_run) == len(current.checks)
-        try:
-            paths = None if everything else [c.soda_path for c in to_run]
-            records, errors = run_soda(con, current, paths, variables)
-        except Exception as exc:  # Soda rejected the contract or the query failed
-            errors = f"Soda could not verify the contract: {type(exc).__name__}: {exc}"
+    # the scan of everything else runs the schema check again: Soda does not evaluate a subset of a
+    # contract's checks without it when column types differ
+    records, errors = _soda_records(con, current, to_run, variables)
     for check in wanted:
         if check.name in outcomes:
             continue
         spec = by_name.get(check.name, check)
         record = records.get(spec.soda_path)
-        if (
-            changed
-            and schema_check is not None
-            and spec is not schema_check
-            and (record is None or record.outcome in (NOT_EVALUATED, EXCLUDED))
-        ):  # Soda could not evaluate it with the schema broken: part of the schema fault
-            outcomes[check.name] = not_evaluated_outcome(spec, loaded.path, schema_check.name, list(changed.values()))
-            continue
         outcome = outcome_from_soda(spec, record, loaded.path, errors)
         if spec is check and check.name not in by_name:
             outcome.metadata["error"] = f"{loaded.path}: check {check.soda_path} is no longer in the contract"
