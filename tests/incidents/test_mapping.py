@@ -109,3 +109,11 @@ def test_a_later_successful_build_clears_the_run_failure_signal():
 def test_impact_start_is_unknown_without_a_checked_materialization():
     (d,) = detections_from_events(EventBatch(checks=[check("soda_schema", 1, check_type="schema")]))
     assert d.impact_started_at is None
+
+
+def test_dbt_test_type_is_its_test_metadata_name():
+    from reliability.dbt.defs import dbt_test_type
+
+    assert dbt_test_type({"test_metadata": {"name": "unique", "namespace": None}}) == "unique"
+    assert dbt_test_type({"test_metadata": {"name": "recency", "namespace": "dbt_utils"}}) == "dbt_utils.recency"
+    assert dbt_test_type({"resource_type": "test"}) is None  # a singular test declares no type

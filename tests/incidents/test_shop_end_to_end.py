@@ -89,6 +89,9 @@ def test_duplicate_orders_open_one_grouped_triaged_notified_incident(clean_wareh
             dbt = run(defs, daily_selection(defs) - RAW, instance, partition_key=DAY)
             assert "stg_orders:unique_stg_orders_order_id" in failed_checks(dbt)
             assert "fct_orders" not in materialized(dbt)
+            # the dbt test says what it tests: its type and how many rows failed, in its own metadata
+            unique = next(e for e in dbt.get_asset_check_evaluations() if e.check_name == "unique_stg_orders_order_id")
+            assert unique.metadata["dbt_test"].value == "unique" and unique.metadata["rows_failed"].value == 3
             second = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
             assert "opened 0 incident(s)" in second.skip_reason.skip_message, second.skip_reason.skip_message
 
@@ -111,6 +114,8 @@ def test_duplicate_orders_open_one_grouped_triaged_notified_incident(clean_wareh
             assert "most upstream failing asset: raw_orders" in inc.root_cause["text"]
             signals = {e.data.get("signal") for e in inc.timeline if e.kind == "detection"}
             assert {"soda_order_id_duplicate", "unique_stg_orders_order_id"} <= signals
+            classes = {e.data.get("signal"): e.data.get("fault_class") for e in inc.timeline if e.kind == "detection"}
+            assert classes["unique_stg_orders_order_id"] == "duplicates"  # from dbt's test_metadata.name
             assert any(e.data.get("blocked_by") == ["stg_orders"] for e in inc.timeline if e.kind == "detection")
 
             # visible where engineers look: observations on the asset pages, run tags
