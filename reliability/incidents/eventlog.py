@@ -337,12 +337,20 @@ def run_failure_events(instance: dg.DagsterInstance, cursor: Cursor) -> tuple[li
     return [run_failure_event(instance, r) for r in result.records], new
 
 
+SUCCESS_FETCH_LIMIT = 200  # successful runs per tick (one event-log read each); the rest waits
+
+
 def run_success_events(instance: dg.DagsterInstance, cursor: Cursor) -> tuple[list[RunSuccessEvent], Cursor]:
-    """Successful runs and the assets each built. A new (or reset) cursor starts at the oldest success
-    still recorded, like the run-failure cursor: replays are deduplicated by the store."""
+    """Successful runs and the assets each built. Successes are frequent and only clear signals, so a
+    new (or reset) cursor looks back FIRST_TICK_LOOKBACK_S, not over the whole history."""
     new = replace(cursor)
+    records_filter: Any = DagsterEventType.RUN_SUCCESS
+    if cursor.successes is None:
+        records_filter = dg.RunStatusChangeRecordsFilter(
+            event_type=DagsterEventType.RUN_SUCCESS, after_timestamp=_first_tick_since()
+        )
     result = instance.fetch_run_status_changes(
-        DagsterEventType.RUN_SUCCESS, limit=1000, cursor=cursor.successes, ascending=True
+        records_filter, limit=SUCCESS_FETCH_LIMIT, cursor=cursor.successes, ascending=True
     )
     if result.records:
         new.successes = result.cursor
