@@ -172,6 +172,8 @@ def test_a_column_changing_type_is_one_schema_change_incident(clean_warehouse, t
             inc = store.get(incidents[0].id)
         assert inc.root_asset == "raw_orders" and inc.fault_class == "schema_change"
         assert inc.title == "schema change on raw_orders: soda_schema"
+        # the whole table is unusable and it feeds the revenue dashboard: the one SEV1 kind of fault here
+        assert inc.severity == "SEV1", inc.severity_reason
         detections = [e.data for e in inc.timeline if e.kind == "detection"]
         assert len(detections) == 1, detections  # one fault, one detection
         metadata = detections[0]["metadata"]
