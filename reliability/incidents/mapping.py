@@ -65,7 +65,7 @@ class RunFailureEvent:
 
 @dataclass(frozen=True)
 class RunSuccessEvent:
-    """Assets a run built: their run-failure signals clear (the run itself may have failed later)."""
+    """Assets a successful run built: their run-failure signals clear."""
 
     run_id: str
     timestamp: float
