@@ -30,7 +30,10 @@ def rows_present() -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.WARN,
         description="no rows",
         metadata={
-            "check_type": "row_count", "rows_failed": 0, "rows_tested": 10.0, "unread": True,
+            "check_type": "row_count",
+            "rows_failed": 0,
+            "rows_tested": 10.0,
+            "unread": True,
             "schema_changes": [{"column": "a", "old_type": "int", "new_type": None}],
         },  # fmt: skip
     )
