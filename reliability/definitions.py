@@ -1,7 +1,9 @@
 """The code location: small per-area `defs()` merged, then policy applied once.
 
 Policy: every asset gets its owner, tier and freshness expectation (dbt `meta` for dbt models,
-`assets.yaml` for the rest); an asset without a policy fails loading with its name.
+`assets.yaml` for the rest, else the settings' policy rules and default) and says where they came from
+(`policy_source`); an asset without a policy fails loading with its name. Every asset also
+gets its automation condition (reliability.automation), and each automated group its sensor.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from reliability.config import AssetPolicy, load_asset_policies
+from reliability.automation.defs import automation_condition_for, automation_sensors
+from reliability.config import SourcedPolicy, default_policy, load_asset_policies
 from reliability.contracts import defs as contracts_area
 from reliability.dbt import defs as dbt_area
 from reliability.dbt.project import dbt_policies, load_manifest
@@ -22,7 +25,8 @@ from reliability.settings import Settings, get_settings
 from reliability.shop import defs as shop_area
 
 
-def apply_policy(spec: dg.AssetSpec, policy: AssetPolicy) -> dg.AssetSpec:
+def apply_policy(spec: dg.AssetSpec, sourced: SourcedPolicy) -> dg.AssetSpec:
+    policy = sourced.policy
     freshness = None
     if policy.freshness is not None:
         freshness = dg.FreshnessPolicy.time_window(
@@ -31,20 +35,24 @@ def apply_policy(spec: dg.AssetSpec, policy: AssetPolicy) -> dg.AssetSpec:
     return spec.replace_attributes(
         owners=[policy.owner],
         tags={**spec.tags, "tier": policy.tier},
-        metadata={**spec.metadata, "owner": policy.owner, "tier": policy.tier},
+        metadata={**spec.metadata, "owner": policy.owner, "tier": policy.tier, "policy_source": sourced.source},
         description=spec.description or policy.description,
         freshness_policy=freshness if freshness is not None else spec.freshness_policy,
     )
 
 
-def _with_policies(defs: dg.Definitions, policies: Mapping[str, AssetPolicy]) -> dg.Definitions:
+def _with_policies(
+    defs: dg.Definitions, policies: Mapping[str, SourcedPolicy], default: SourcedPolicy | None
+) -> dg.Definitions:
     def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
         key = spec.key.to_user_string()
-        if key not in policies:
+        policy = policies.get(key, default)
+        if policy is None:
             raise ConfigError(
-                f"asset {key!r} has no owner/tier policy: add it to the assets file or the dbt model's meta"
+                f"asset {key!r} has no owner/tier policy: add it to the assets file or the dbt model's meta, "
+                "or set policy.default in the settings file"
             )
-        return apply_policy(spec, policies[key])
+        return apply_policy(spec, policy)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # map_asset_specs is stable enough for us
@@ -54,15 +62,36 @@ def _with_policies(defs: dg.Definitions, policies: Mapping[str, AssetPolicy]) ->
 def build_definitions(settings: Settings) -> dg.Definitions:
     """All areas of the platform for the given settings."""
     manifest = load_manifest(settings)  # parsed once: the dbt area and the policies both read it
+    declared = load_asset_policies(settings.assets_file)
     policies = {
-        **load_asset_policies(settings.assets_file),
-        **dbt_policies(manifest, settings.dbt_project_dir),
+        **{key: SourcedPolicy.declared(policy, "assets file") for key, policy in declared.items()},
+        **dbt_policies(manifest, settings),
     }
     areas = [dbt_area.defs(settings, manifest), incidents_area.defs(settings), contracts_area.defs(settings)]
     if settings.shop_demo:
         areas += [shop_area.defs(settings), kafka_area.defs(settings)]
-    merged = dg.Definitions.merge(*areas)
-    return _with_policies(merged, policies)
+    with_policies = _with_policies(dg.Definitions.merge(*areas), policies, default_policy(settings.policy))
+    return _with_automation(with_policies, settings)
+
+
+def _with_automation(defs: dg.Definitions, settings: Settings) -> dg.Definitions:
+    """Every executable asset gets its automation condition; every automated group its sensor."""
+    assets: list = []
+    groups: set[str] = set()
+    for assets_def in defs.assets or []:
+        if isinstance(assets_def, dg.AssetsDefinition) and assets_def.is_executable:
+            assets_def = assets_def.map_asset_specs(
+                lambda spec: spec.replace_attributes(automation_condition=automation_condition_for(spec))
+            )
+            groups |= {spec.group_name or "default" for spec in assets_def.specs if spec.automation_condition}
+        assets.append(assets_def)
+    return dg.Definitions.merge(
+        dg.Definitions(assets=assets),
+        dg.Definitions(
+            asset_checks=defs.asset_checks, jobs=defs.jobs, schedules=defs.schedules,
+            sensors=[*(defs.sensors or []), *automation_sensors(groups, settings)], resources=defs.resources,
+        ),
+    )
 
 
 defs = build_definitions(get_settings())

@@ -3,6 +3,8 @@
 Pointing the platform at another dbt project, contracts folder or warehouse is configuration only:
 set `RELIABILITY_SETTINGS` to another settings file, or override single paths with the environment
 variables named in `ENV_OVERRIDES`. Relative paths in a settings file are relative to that file.
+Owners and tiers of assets that do not declare their own come from the `policy:` section (rules, then a
+default): see `reliability.config.PolicySettings`.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from reliability.config import PolicySettings, parse_policy_settings
 from reliability.errors import ConfigError
 from reliability.yamlfile import load_yaml_mapping
 
@@ -30,8 +33,11 @@ ENV_OVERRIDES: dict[str, str] = {
     "incident_store_url": "RELIABILITY_INCIDENT_STORE_URL",
     "partitions_start_date": "RELIABILITY_PARTITIONS_START_DATE",
     "shop_demo": "RELIABILITY_SHOP_DEMO",
+    "automation_interval_seconds": "RELIABILITY_AUTOMATION_INTERVAL_SECONDS",
 }
-_NOT_PATHS = {"incident_store_url", "partitions_start_date", "shop_demo"}
+_NOT_PATHS = {"incident_store_url", "partitions_start_date", "shop_demo", "automation_interval_seconds"}
+# settings fields only the file sets (structured, no environment override)
+FILE_ONLY_FIELDS = ("policy",)
 
 
 class Settings(BaseModel):
@@ -43,11 +49,16 @@ class Settings(BaseModel):
     dbt_project_dir: Path
     dbt_profiles_dir: Path | None = None
     contracts_dir: Path
-    assets_file: Path
+    # owner/tier/freshness of non-dbt assets; without it they take the policy default
+    assets_file: Path | None = None
     incident_store_url: str | None = None
     partitions_start_date: date = date(2026, 1, 1)
     # include the demo shop's generated raw tables (and its Kafka feed) as assets
     shop_demo: bool = False
+    # how often the automation sensors evaluate which partitions to build
+    automation_interval_seconds: int = Field(default=30, ge=5)
+    # default owner/tier/freshness and ordered path/tag rules for assets that declare none themselves
+    policy: PolicySettings = PolicySettings()
     source_file: Path | None = None
 
     @property
@@ -66,7 +77,7 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     """Read the settings file (default `reliability.yaml` at the repo root) and apply env overrides."""
     env = dict(os.environ if environ is None else environ)
     settings_file = Path(path or env.get("RELIABILITY_SETTINGS") or DEFAULT_SETTINGS_FILE).resolve()
-    raw = load_yaml_mapping(settings_file, "settings file", ENV_OVERRIDES)
+    raw = load_yaml_mapping(settings_file, "settings file", [*ENV_OVERRIDES, *FILE_ONLY_FIELDS])
     base = settings_file.parent
     values: dict[str, object] = {}
     for field, env_name in ENV_OVERRIDES.items():
@@ -79,8 +90,9 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
                 values[field] = raw_value
         else:
             values[field] = _resolve(origin, raw_value)
+    policy = parse_policy_settings(raw.get("policy"), str(settings_file))
     try:
-        return Settings(**values, source_file=settings_file)
+        return Settings(**values, policy=policy, source_file=settings_file)
     except ValidationError as exc:
         fields = ", ".join(".".join(map(str, e["loc"])) + f": {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{settings_file}: {fields}") from exc

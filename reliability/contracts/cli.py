@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--dir", default=None, help="contracts folder (default: from settings)")
     verify.add_argument("--warehouse", default=None, help="DuckDB file (default: from settings)")
     verify.add_argument("--json", action="store_true", help="one JSON object per check")
+    verify.add_argument(
+        "--partition", metavar="DAY", help="check only this daily partition, as a daily run does (e.g. 2026-11-20)"
+    )
     verify.set_defaults(handler=_verify)
 
 
@@ -60,6 +63,14 @@ def _verify(args: argparse.Namespace) -> int:
     from reliability.settings import get_settings
 
     warehouse = Path(args.warehouse) if args.warehouse else get_settings().warehouse_path
+    variables = None
+    if args.partition is not None:
+        from reliability.contracts.evaluate import run_variables
+
+        variables = run_variables({"dagster/partition": args.partition})
+        if not variables:
+            raise UserFacingError(f"--partition must be a day like 2026-11-20 (or an hour like 2026-11-20-13:00), "
+                                  f"got {args.partition!r}")  # fmt: skip
     contracts = discover_contracts(_folder(args))
     if args.tables:
         contracts = [c for c in contracts if c.asset_name in set(args.tables)]
@@ -71,7 +82,7 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"{contract.asset_name}.{contract.check_name}: FAILED {contract.message}")
             worst = 1
             continue
-        for outcome in verify_contract(contract, warehouse):
+        for outcome in verify_contract(contract, warehouse, variables=variables):
             if not outcome.passed and outcome.severity == "error":
                 worst = 1
             if args.json:

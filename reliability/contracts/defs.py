@@ -13,13 +13,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from reliability.contracts.evaluate import PARTITION_END_VARIABLE, Outcome, partition_end
+from reliability.contracts.evaluate import PARTITION_END_VARIABLE, Outcome, run_variables
 from reliability.contracts.spec import (
     BrokenContract,
     ContractSpec,
     discover_contracts,
     safe_name_part,
 )
+from reliability.partitions import PARTITION_KEYS_METADATA, partition_keys
 from reliability.settings import Settings, get_settings
 
 DUCKDB_POOL = "duckdb"
@@ -93,11 +94,13 @@ def contract_check(contract: ContractSpec, warehouse_path: Path, op_name: str) -
         from reliability.contracts.runner import verify_contract
 
         selected = [k.name for k in context.selected_asset_check_keys if k.asset_key == asset]
-        end = partition_end(context.run.tags) if PARTITION_END_VARIABLE in contract.variables else None
-        variables = {PARTITION_END_VARIABLE: end} if end else None
-        for outcome in verify_contract(contract, warehouse_path, selected, variables=variables):
-            if end:
-                outcome.metadata["partition_end"] = end
+        variables = run_variables(context.run.tags)
+        keys = partition_keys(context.run.tags)
+        for outcome in verify_contract(contract, warehouse_path, selected, variables=variables or None):
+            if PARTITION_END_VARIABLE in variables and PARTITION_END_VARIABLE in contract.variables:
+                outcome.metadata["partition_end"] = variables[PARTITION_END_VARIABLE]
+            if keys:
+                outcome.metadata[PARTITION_KEYS_METADATA] = dg.MetadataValue.json(keys)
             yield to_check_result(outcome, contract.asset_name)
 
     return _verify

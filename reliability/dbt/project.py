@@ -1,4 +1,4 @@
-"""The dbt project the platform points at: manifest, policies from `meta`, exposures."""
+"""The dbt project the platform points at: manifest, policies (`meta`, else settings rules/default), exposures."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reliability.config import AssetPolicy, parse_policy
+from reliability.config import (
+    PolicyFields,
+    PolicyIncomplete,
+    SourcedPolicy,
+    parse_policy_fields,
+    resolve_policy,
+    unmatched_rules,
+)
 from reliability.errors import ConfigError
 from reliability.settings import Settings
 
@@ -78,25 +85,55 @@ def _node_file(node: Mapping[str, Any], project_dir: Path) -> str:
     return str(project_dir / relative)
 
 
-def dbt_policies(manifest: Mapping[str, Any], project_dir: Path) -> dict[str, AssetPolicy]:
-    """Policy of every dbt model, seed and snapshot (from `meta`) and exposure (owner email +
-    `meta.tier`), by asset key."""
-    policies: dict[str, AssetPolicy] = {}
+def _resolved(
+    explicit: PolicyFields, explicit_source: str, settings: Settings, node: Mapping[str, Any], where: str, field: str
+) -> SourcedPolicy:
+    try:
+        return resolve_policy(
+            explicit, explicit_source, settings.policy, node.get("original_file_path"), node.get("tags") or ()
+        )
+    except PolicyIncomplete as exc:
+        missing = ", ".join(f"{field}.{name}" for name in exc.missing)
+        raise ConfigError(
+            f"{where}: {missing}: not set, and no rule or default under 'policy:' in {settings.source_file} "
+            "sets it"
+        ) from exc
+
+
+def _check_rules_match(manifest: Mapping[str, Any], settings: Settings) -> None:
+    """A rule selecting no dbt node is a typo (a path not relative to the project, a tag misspelt)."""
+    nodes = [
+        (node.get("original_file_path"), node.get("tags") or ())
+        for node in (*manifest["nodes"].values(), *manifest.get("exposures", {}).values())
+        if node.get("resource_type") in (*ASSET_RESOURCE_TYPES, "exposure")
+    ]
+    for index in unmatched_rules(settings.policy, nodes):
+        match = settings.policy.rules[index].match
+        raise ConfigError(
+            f"{settings.source_file}: policy.rules.{index}.match: {match!r} selects no dbt model, seed, snapshot "
+            f"or exposure (paths are relative to {settings.dbt_project_dir}, e.g. 'models/marts/**')"
+        )
+
+
+def dbt_policies(manifest: Mapping[str, Any], settings: Settings) -> dict[str, SourcedPolicy]:
+    """Policy of every dbt model, seed and snapshot (its `meta`) and exposure (owner email + `meta.tier`),
+    by asset key; what a node does not declare comes from the settings' rules, then its default."""
+    _check_rules_match(manifest, settings)
+    project_dir = settings.dbt_project_dir
+    policies: dict[str, SourcedPolicy] = {}
     for node in manifest["nodes"].values():
         if node["resource_type"] not in ASSET_RESOURCE_TYPES:
             continue
-        meta = {k: v for k, v in (node.get("meta") or {}).items() if k in AssetPolicy.model_fields}
-        policies[node["name"]] = parse_policy(
-            meta, _node_file(node, project_dir), f"{node['resource_type']}s.{node['name']}.config.meta"
-        )
+        where = _node_file(node, project_dir)
+        field = f"{node['resource_type']}s.{node['name']}.config.meta"
+        explicit = parse_policy_fields(node.get("meta") or {}, where, field)
+        policies[node["name"]] = _resolved(explicit, "dbt meta", settings, node, where, field)
     for exposure in manifest.get("exposures", {}).values():
-        raw = {
-            "owner": (exposure.get("owner") or {}).get("email"),
-            "tier": (exposure.get("meta") or {}).get("tier"),
-        }
-        policies[exposure["name"]] = parse_policy(
-            raw, str(project_dir / exposure["original_file_path"]), f"exposures.{exposure['name']}"
-        )
+        where = str(project_dir / exposure["original_file_path"])
+        field = f"exposures.{exposure['name']}"
+        raw = {"owner": (exposure.get("owner") or {}).get("email"), "tier": (exposure.get("meta") or {}).get("tier")}
+        explicit = parse_policy_fields(raw, where, field)
+        policies[exposure["name"]] = _resolved(explicit, "dbt exposure", settings, exposure, where, field)
     return policies
 
 

@@ -168,11 +168,11 @@ def _show(inc: Any) -> None:
         head.add_row(_t(label), _t(value))
     console.print(head)
     assets = Table(title="affected assets")
-    for col in ("asset", "role", "depth", "tier", "owners", "kind"):
+    for col in ("asset", "role", "depth", "tier", "owners", "partitions", "kind"):
         assets.add_column(col, overflow="fold")
     for a in inc.assets:
         assets.add_row(_t(a.asset_key), _t(a.role), _t(a.depth), _t(a.tier or "-"), _t(", ".join(a.owners)),
-                       _t(a.kind))  # fmt: skip
+                       _t(", ".join(a.partitions) or "-"), _t(a.kind))  # fmt: skip
     console.print(assets)
     timeline = Table(title="timeline (UTC)")
     for col in ("at", "kind", "actor", "message"):
@@ -197,6 +197,8 @@ def cmd_transition(args: argparse.Namespace) -> int:
 
     to = {"ack": Status.ACKNOWLEDGED, "mitigate": Status.MITIGATED, "resolve": Status.RESOLVED,
           "reopen": Status.REOPENED}[args.transition]  # fmt: skip
+    if to == Status.RESOLVED and not args.note.strip():
+        raise UserFacingError("resolve needs a --note saying what fixed it")
     with _store(args) as store:
         inc = store.transition(_id(args.id), to, _actor(args), args.note)
     if args.json:

@@ -29,6 +29,7 @@ from reliability.incidents.triage import (
     AssetChangeFacts,
     LineageGraph,
     blast_radius,
+    partitions_by_asset,
     root_cause_hint,
 )
 
@@ -104,7 +105,9 @@ def update_root_causes(instance: dg.DagsterInstance, store: IncidentStore, graph
 def observation_signature(inc: Any) -> str:
     """What the observations state; unchanged -> no new observations (joins alone bump versions)."""
     failing = sorted(a.asset_key for a in inc.assets if a.role in ("root", "failing"))
-    return json.dumps([inc.status, inc.severity, inc.root_asset, failing, inc.root_cause.get("text")])
+    partitions = partitions_by_asset(inc.blast_radius)
+    return json.dumps([inc.status, inc.severity, inc.root_asset, failing, inc.root_cause.get("text"), partitions],
+                      sort_keys=True)  # fmt: skip
 
 
 def observed_assets(inc: Any) -> list[Any]:
@@ -146,6 +149,8 @@ def publish_observations(instance: dg.DagsterInstance, store: IncidentStore, bud
                         "incident_status": inc.status,
                         "incident_role": a.role,
                         "incident_root_asset": inc.root_asset,
+                        # the partitions of this asset the incident reached ("<all>": every one)
+                        "incident_partitions": dg.MetadataValue.json(list(a.partitions)),
                         "incident_summary": dg.MetadataValue.md(summary),
                     },
                     tags={RUN_TAG: inc.display_id},
@@ -169,6 +174,11 @@ def _summary_markdown(inc: Any) -> str:
         f"- Detected: {inc.detected_at.isoformat()}",
         f"- Blast radius: {br.get('downstream_count', 0)} downstream asset(s), top tier {br.get('top_tier') or '-'}",
     ]
+    by_asset = partitions_by_asset(br)
+    if by_asset:
+        shown = [f"`{md_escape(k)}`: {md_escape(', '.join(v[:10]))}{' ...' if len(v) > 10 else ''}"
+                 for k, v in list(by_asset.items())[:10]]  # fmt: skip
+        lines.append("- Partitions: " + "; ".join(shown))
     blocked = [a.asset_key for a in inc.assets if a.role == "blocked"]
     if blocked:
         lines.append("- Blocked (not built): " + ", ".join(f"`{md_escape(b)}`" for b in blocked))

@@ -30,6 +30,7 @@ from reliability.incidents.mapping import (
     RunFailureEvent,
     RunSuccessEvent,
 )
+from reliability.partitions import MAX_PARTITION_KEYS, PARTITION_KEYS_METADATA, partition_keys
 
 FETCH_LIMIT = 20_000  # events per type per tick; the rest waits for the next tick
 SHARDED_MARGIN_S = 300.0  # run-sharded SQLite: re-read this much history each tick (deduplicated)
@@ -116,7 +117,18 @@ def check_event_from_record(record: Any) -> CheckEvent:
         target_timestamp=target.timestamp if target is not None and target.timestamp else None,
         blocking=bool(evaluation.blocking),
         metadata=_plain_metadata(evaluation.metadata),
+        partition_keys=_keys((evaluation.metadata or {}).get(PARTITION_KEYS_METADATA)),
     )
+
+
+def _keys(value: Any) -> tuple[str, ...]:
+    """Partition keys from check metadata (a JSON list, as a MetadataValue or already plain)."""
+    value = getattr(value, "value", value)
+    if isinstance(value, dict) and value.get("__class__") in ("JsonMetadataEntryData", "JsonMetadataValue"):
+        value = value.get("data")
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(k) for k in value[:MAX_PARTITION_KEYS])
 
 
 def check_event_from_json(storage_id: int, run_id: str | None, raw: str) -> CheckEvent:
@@ -141,6 +153,7 @@ def check_event_from_json(storage_id: int, run_id: str | None, raw: str) -> Chec
         target_timestamp=float(target["timestamp"]) if target.get("timestamp") else None,
         blocking=bool(data.get("blocking")),
         metadata=_plain_metadata_from_json(data.get("metadata")),
+        partition_keys=_keys((data.get("metadata") or {}).get(PARTITION_KEYS_METADATA)),
     )
 
 
@@ -324,6 +337,7 @@ def run_failure_event(instance: dg.DagsterInstance, record: Any) -> RunFailureEv
         failed_check_assets=tuple(failed_checks),
         asset_selection=tuple(k.to_user_string() for k in (run.asset_selection or ())) if run else (),
         blocking_failed_check_assets=tuple(dict.fromkeys(blocking_failed)),
+        partition_keys=tuple(partition_keys(run.tags)) if run else (),
     )
 
 
@@ -364,10 +378,26 @@ def run_success_events(instance: dg.DagsterInstance, cursor: Cursor) -> tuple[li
     return events, new
 
 
+def with_run_partitions(instance: dg.DagsterInstance, checks: Sequence[CheckEvent]) -> list[CheckEvent]:
+    """Check events labelled with the partitions of their runs (one run-storage query per tick), for
+    results that name none themselves: dbt tests, checks of unpartitioned runs."""
+    from dagster._core.storage.dagster_run import RunsFilter
+
+    wanted = list(dict.fromkeys(e.run_id for e in checks if e.run_id and not (e.partition or e.partition_keys)))
+    if not wanted:
+        return list(checks)
+    runs: dict[str, tuple[str, ...]] = {}
+    for start in range(0, len(wanted), 500):
+        for record in instance.get_run_records(filters=RunsFilter(run_ids=wanted[start : start + 500])):
+            runs[record.dagster_run.run_id] = tuple(partition_keys(record.dagster_run.tags))
+    return [replace(e, run_partition_keys=runs.get(e.run_id or "", ())) for e in checks]
+
+
 def read_events(instance: dg.DagsterInstance, cursor: Cursor) -> tuple[EventBatch, Cursor]:
     """Everything new since `cursor`, and the cursor after it; each part advances its own position."""
     fast = fast_check_events(instance, cursor)
     checks, after_checks = fast if fast is not None else public_check_events(instance, cursor)
+    checks = with_run_partitions(instance, checks)
     fresh, after_fresh = freshness_events(instance, cursor)
     failures, after_runs = run_failure_events(instance, cursor)
     successes, after_successes = run_success_events(instance, cursor)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from reliability.incidents.lifecycle import within_reopen_window
 from reliability.incidents.triage import LineageGraph
 
 
@@ -97,8 +98,7 @@ def decide(
         for i in incidents
         if not i.active
         and i.root_asset == asset_key
-        and i.resolved_at is not None
-        and at - i.resolved_at <= policy.reopen_window
+        and within_reopen_window(i.resolved_at, at, policy.reopen_window)
     ]
     if reopenable:
         inc = max(reopenable, key=lambda i: i.resolved_at or at)

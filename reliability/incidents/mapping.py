@@ -34,6 +34,8 @@ class CheckEvent:
     target_timestamp: float | None = None  # when the checked materialization happened
     blocking: bool = False
     metadata: Mapping[str, object] = field(default_factory=dict)  # only MAPPED_METADATA, as plain values
+    partition_keys: tuple[str, ...] = ()  # named by the check itself (metadata `partition_keys`)
+    run_partition_keys: tuple[str, ...] = ()  # the partitions of the run that evaluated the check
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class RunSuccessEvent:
     run_id: str
     timestamp: float
     materialized: Sequence[str] = ()
+    partition_keys: tuple[str, ...] = ()  # the partitions the run was building
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,14 @@ def fault_class_of(metadata: Mapping[str, object]) -> FaultClass:
     return FaultClass.DATA_QUALITY
 
 
+def check_partitions(event: CheckEvent) -> tuple[str, ...]:
+    """What a check result is about: the partition Dagster evaluated it on, else the keys the check
+    named (Soda contracts name their window), else the partitions of the run it ran in."""
+    if event.partition:
+        return (event.partition,)
+    return event.partition_keys or event.run_partition_keys
+
+
 def detection_from_check(event: CheckEvent) -> Detection:
     """One check evaluation; a check that could not be evaluated because another one failed (a
     column it reads changed type or disappeared) is reported under that check's signal."""
@@ -159,6 +170,7 @@ def detection_from_check(event: CheckEvent) -> Detection:
         fault_class=FaultClass.SCHEMA_CHANGE if caused else fault_class_of(event.metadata),
         description=event.description or "",
         partition=event.partition,
+        partition_keys=check_partitions(event),
         run_id=event.run_id or None,
         impact_started_at=_ts(event.target_timestamp) if event.target_timestamp else None,
         metadata=metadata,
@@ -237,6 +249,7 @@ def detections_from_run_failure(event: RunFailureEvent, graph: LineageGraph | No
             description=event.message,
             run_id=event.run_id,
             metadata={"job": event.job_name},
+            partition_keys=tuple(event.partition_keys),
         )
         for asset in dict.fromkeys(assets)
     ]
@@ -252,6 +265,7 @@ def detections_from_run_failure(event: RunFailureEvent, graph: LineageGraph | No
             run_id=event.run_id,
             blocked_by=tuple(by),
             metadata={"job": event.job_name},
+            partition_keys=tuple(event.partition_keys),
         )
         for asset, by in blocked.items()
     ]

@@ -18,14 +18,7 @@ class Status(StrEnum):
 # Statuses that still count as "open" for grouping: new failures join these.
 ACTIVE_STATUSES: frozenset[Status] = frozenset({Status.OPEN, Status.ACKNOWLEDGED, Status.MITIGATED, Status.REOPENED})
 
-# Allowed lifecycle moves. Anything else is refused, so the recorded history always makes sense.
-TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.OPEN: frozenset({Status.ACKNOWLEDGED, Status.MITIGATED, Status.RESOLVED}),
-    Status.REOPENED: frozenset({Status.ACKNOWLEDGED, Status.MITIGATED, Status.RESOLVED}),
-    Status.ACKNOWLEDGED: frozenset({Status.MITIGATED, Status.RESOLVED}),
-    Status.MITIGATED: frozenset({Status.ACKNOWLEDGED, Status.RESOLVED, Status.REOPENED}),
-    Status.RESOLVED: frozenset({Status.REOPENED}),
-}
+# The allowed moves between statuses and what each records: see `lifecycle.py`.
 
 
 class Severity(StrEnum):
@@ -108,6 +101,7 @@ class Detection:
     run_id: str | None = None
     impact_started_at: datetime | None = None  # e.g. when the bad data was materialized; None: unknown
     metadata: dict[str, object] = field(default_factory=dict)
+    partition_keys: tuple[str, ...] = ()  # every key the signal is about (a run over a range has many)
     blocked_by: tuple[str, ...] = ()  # not built because blocking checks on these assets failed
 
     @property
@@ -118,3 +112,10 @@ class Detection:
     @property
     def signal_key(self) -> str:
         return f"{self.asset_key}::{self.signal}"
+
+    @property
+    def partitions(self) -> tuple[str, ...]:
+        """The partition keys this detection is about; () when unknown (then: every partition)."""
+        if self.partition_keys:
+            return self.partition_keys
+        return (self.partition,) if self.partition else ()

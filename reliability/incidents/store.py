@@ -31,9 +31,17 @@ from reliability.clock import Clock, utcnow
 from reliability.errors import UserFacingError
 from reliability.incidents import schema as t
 from reliability.incidents.grouping import Action, GroupingPolicy, IncidentView, decide
+from reliability.incidents.lifecycle import (
+    InvalidTransition,
+    OpenKey,
+    PlannedAction,
+    TransitionPlan,
+    move_on_new_failure,
+    move_on_signals,
+    plan_transition,
+)
 from reliability.incidents.model import (
     ACTIVE_STATUSES,
-    TRANSITIONS,
     Detection,
     FaultClass,
     Severity,
@@ -43,6 +51,8 @@ from reliability.incidents.model import (
 )
 from reliability.incidents.notify import ALERTMANAGER, IncidentSnapshot, OutboxMessage, Router, alertmanager_payload
 from reliability.incidents.triage import (
+    ALL_PARTITIONS,
+    DETECTED_PARTITIONS,
     AssetInfo,
     BlastRadius,
     LineageGraph,
@@ -50,6 +60,9 @@ from reliability.incidents.triage import (
     blast_radius,
     classify_severity,
     detection_is_broad,
+    merge_radius_partitions,
+    partitions_by_asset,
+    with_detected_partitions,
 )
 
 SYSTEM_ACTOR = "reliability-sensor"
@@ -64,10 +77,6 @@ def _chunks(values: list) -> Iterator[list]:
 
 
 class IncidentNotFound(UserFacingError):
-    pass
-
-
-class InvalidTransition(UserFacingError):
     pass
 
 
@@ -130,6 +139,7 @@ class IncidentAsset:
     tier: str | None
     owners: list[str]
     kind: str
+    partitions: list[str] = field(default_factory=list)  # partition keys hit; ["<all>"]; [] unpartitioned
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -139,6 +149,7 @@ class IncidentAsset:
             "tier": self.tier,
             "owners": self.owners,
             "kind": self.kind,
+            "partitions": self.partitions,
         }
 
 
@@ -232,6 +243,7 @@ class Incident:
         }
         if full:
             out["affected_assets"] = [a.asset_key for a in self.assets if a.role in ("root", "failing")]
+            out["affected_partitions"] = partitions_by_asset(self.blast_radius)
             out["assets"] = [a.to_dict() for a in self.assets]
             out["blast_radius"] = self.blast_radius
             out["root_cause"] = self.root_cause
@@ -540,14 +552,13 @@ class IncidentStore:
         # auto-mitigate: every failing signal of an active incident passed again
         for inc_id in state.dirty_signal_incidents():
             inc = state.incidents.get(inc_id)
-            if inc is None or inc.status in (Status.MITIGATED, Status.RESOLVED):
+            move = move_on_signals(inc.status, state.signals.get(inc_id, {})) if inc else None
+            if inc is None or move is None:
                 continue
-            if state.all_signals_passing(inc_id):
-                state.update(inc, {"status": str(Status.MITIGATED), "mitigated_at": now, "updated_at": now})
-                state.timeline(inc_id, now, actor, TimelineKind.STATUS_CHANGE,
-                               "status -> mitigated: every failing check passed again",
-                               {"to": "mitigated"})  # fmt: skip
-                result.mitigated.append(inc_id)
+            plan = plan_transition(inc, move, at=now, actor=actor, reason="every failing check passed again")
+            state.update(inc, dict(plan.changes))
+            state.record(plan)
+            result.mitigated.append(inc_id)
         state.flush(conn)
         for inc_id, (event_name, previous_severity) in state.notify.items():
             self._notify(conn, state.incidents[inc_id], event_name, now, previous_severity)
@@ -576,10 +587,23 @@ class IncidentStore:
     def _triage(self, roots: Sequence[str], d: Detection, lineage: LineageGraph | None,
                 error_level: bool) -> tuple[BlastRadius, Severity, str]:  # fmt: skip
         graph = lineage or LineageGraph({}, {})
-        radius = blast_radius(graph, roots, d.partition)
+        radius = blast_radius(graph, roots, d.partitions)
         facts = SeverityFacts.of(radius, "ERROR" if error_level else "WARN", d.fault_class, detection_is_broad(d))
         severity, reason = classify_severity(facts)
         return radius, severity, reason
+
+    @staticmethod
+    def _radius_with_partitions_of(d: Detection, lineage: LineageGraph | None, values: dict[str, object],
+                                   inc: Incident) -> dict | None:  # fmt: skip
+        """The incident's blast radius with the partitions `d` reaches added (mapped downstream from
+        its asset), or None when it lists them already."""
+        current = json.loads(values["blast_radius"]) if "blast_radius" in values else inc.blast_radius  # type: ignore[arg-type]
+        known = (current.get(DETECTED_PARTITIONS) or {}).get(d.asset_key) or []
+        wanted = set(d.partitions) or {ALL_PARTITIONS}
+        if ALL_PARTITIONS in known or wanted <= set(known):
+            return None
+        reached = blast_radius(lineage or LineageGraph({}, {}), [d.asset_key], d.partitions).to_dict()
+        return with_detected_partitions(merge_radius_partitions(reached, current), d.asset_key, d.partitions)
 
     def _asset_rows(self, inc_id: int, radius: BlastRadius, failing: set[str], now: datetime,
                     existing: set[str]) -> list[dict]:  # fmt: skip
@@ -614,7 +638,7 @@ class IncidentStore:
             "detected_at": d.occurred_at,
             "last_detected_at": d.occurred_at,
             "updated_at": now,
-            "blast_radius": _dumps(radius.to_dict()),
+            "blast_radius": _dumps(with_detected_partitions(radius.to_dict(), d.asset_key, d.partitions)),
             "root_cause": _dumps({"asset_key": d.asset_key, "text": f"most upstream failing asset: {d.asset_key}"}),
             "version": 1,
         }
@@ -642,12 +666,14 @@ class IncidentStore:
 
     def _reopen(self, conn: Connection, inc: Incident, d: Detection, now: datetime, actor: str,
                 state: _BatchState) -> Incident:  # fmt: skip
-        conn.execute(t.open_incident_keys.insert().values(dedup_key=inc.root_asset, incident_id=inc.id))
-        new = state.update(inc, {"status": str(Status.REOPENED), "updated_at": now})
-        state.timeline(inc.id, now, actor, TimelineKind.STATUS_CHANGE,
-                       f"status {inc.status} -> reopened: {d.signal} failed again on {d.asset_key}",
-                       {"from": inc.status, "to": "reopened", "previous_resolved_at": inc.resolved_at})  # fmt: skip
-        state.notify.setdefault(inc.id, ("trigger", None))
+        plan = plan_transition(inc, Status.REOPENED, at=now, actor=actor,
+                               reason=f"{d.signal} failed again on {d.asset_key}")  # fmt: skip
+        if plan.open_key is OpenKey.CLAIM:
+            conn.execute(t.open_incident_keys.insert().values(dedup_key=inc.root_asset, incident_id=inc.id))
+        new = state.update(inc, dict(plan.changes))
+        state.record(plan)
+        for event_name in plan.notifications:
+            state.notify.setdefault(inc.id, (event_name, None))
         return new
 
     def _join(self, conn: Connection, inc: Incident, d: Detection, action: Action, reason: str,
@@ -680,7 +706,7 @@ class IncidentStore:
             values.update(
                 root_asset=new_root,
                 title=f"{d.fault_class.value.replace('_', ' ')} on {new_root}: {d.signal}",
-                blast_radius=_dumps(radius.to_dict()),
+                blast_radius=_dumps(merge_radius_partitions(inc.blast_radius, radius.to_dict())),
                 owners=_dumps(sorted(set(inc.owners) | set(info.owners))),
                 root_cause=_dumps({"asset_key": new_root, "text": f"most upstream failing: {new_root}"}),
             )
@@ -701,6 +727,9 @@ class IncidentStore:
                 rows += extra
             state.asset_rows += rows
             existing.update(r["asset_key"] for r in rows)
+        widened = self._radius_with_partitions_of(d, lineage, values, inc)
+        if widened is not None:
+            values["blast_radius"] = _dumps(widened)
         previous_severity = None
         if severity is not None and Severity(severity).rank < Severity(inc.severity).rank:  # only escalate
             previous_severity = inc.severity
@@ -709,12 +738,12 @@ class IncidentStore:
                            f"severity escalated {inc.severity} -> {severity}: {sev_reason}",
                            {"from": inc.severity, "to": str(severity), "reason": sev_reason})  # fmt: skip
         renotify = False
-        if inc.status == Status.MITIGATED:
-            values.update(status=str(Status.REOPENED))
-            state.timeline(inc.id, now, actor, TimelineKind.STATUS_CHANGE,
-                           f"status mitigated -> reopened: {d.signal} failed on {d.asset_key}",
-                           {"from": "mitigated", "to": "reopened"})  # fmt: skip
-            renotify = True
+        move = move_on_new_failure(inc.status, inc.resolved_at, d.occurred_at, self.policy.reopen_window)
+        if move is not None:
+            plan = plan_transition(inc, move, at=now, actor=actor, reason=f"{d.signal} failed on {d.asset_key}")
+            values.update(plan.changes)
+            state.record(plan)
+            renotify = bool(plan.notifications)
         if not values:
             return inc
         values["updated_at"] = now
@@ -729,53 +758,33 @@ class IncidentStore:
 
     # ----------------------------------------------------------------------------------- lifecycle
     def transition(self, incident_id: int, to: Status, actor: str, note: str | None = None,
-                   now: datetime | None = None) -> Incident:  # fmt: skip
-        """Move an incident along its lifecycle; refuses moves TRANSITIONS does not allow."""
+                   now: datetime | None = None, actions: Sequence[PlannedAction] = ()) -> Incident:  # fmt: skip
+        """Move an incident along its lifecycle as `lifecycle.plan_transition` plans it (refused moves
+        raise InvalidTransition); `actions` are side effects recorded on the timeline with the move."""
 
         def apply(conn: Connection) -> Incident:
-            at = now or self.clock()
             inc = self._get_row(conn, incident_id)
-            current = Status(inc.status)
-            if to not in TRANSITIONS[current]:
-                allowed = ", ".join(sorted(TRANSITIONS[current])) or "none"
-                raise InvalidTransition(f"{inc.display_id} is {current}; cannot move to {to} (allowed: {allowed})")
-            values: dict[str, object] = {"status": str(to), "updated_at": at}
-            stamp = {Status.ACKNOWLEDGED: "acknowledged_at", Status.MITIGATED: "mitigated_at",
-                     Status.RESOLVED: "resolved_at"}.get(to)  # fmt: skip
-            previous = {}
-            if stamp:
-                previous[stamp] = getattr(inc, stamp)
-                values[stamp] = at
-            new = self._update_incident(conn, inc, values)
-            if to == Status.RESOLVED:
-                conn.execute(t.open_incident_keys.delete().where(t.open_incident_keys.c.incident_id == inc.id))
-            elif to == Status.REOPENED:
-                owner = conn.execute(
-                    select(t.open_incident_keys.c.incident_id).where(t.open_incident_keys.c.dedup_key == inc.root_asset)
-                ).scalar()
-                if owner is not None and owner != inc.id:
-                    raise InvalidTransition(
-                        f"{format_incident_id(owner)} is already the active incident for {inc.root_asset}; "
-                        f"add to it instead of reopening {inc.display_id}"
-                    )
-                conn.execute(t.open_incident_keys.insert().values(dedup_key=inc.root_asset, incident_id=inc.id))
-            message = f"status {current} -> {to}" + (f": {note}" if note else "")
-            data = {"from": str(current), "to": str(to), "note": note,
-                    "previous": {k: v.isoformat() if v else None for k, v in previous.items()}}  # fmt: skip
-            conn.execute(t.timeline.insert(), [
-                self._timeline_row(inc.id, at, actor, TimelineKind.STATUS_CHANGE, message, data)
-            ])  # fmt: skip
-            if note:
-                conn.execute(t.timeline.insert(), [
-                    self._timeline_row(inc.id, at, actor, TimelineKind.NOTE, note, {})
-                ])  # fmt: skip
-            event_name = {Status.ACKNOWLEDGED: "acknowledge", Status.RESOLVED: "resolve",
-                          Status.REOPENED: "trigger"}.get(to)  # fmt: skip
-            if event_name:
-                self._notify(conn, new, event_name, at)
-            return new
+            root_owner = conn.execute(
+                select(t.open_incident_keys.c.incident_id).where(t.open_incident_keys.c.dedup_key == inc.root_asset)
+            ).scalar()
+            plan = plan_transition(inc, to, at=now or self.clock(), actor=actor, note=note, root_owner=root_owner)
+            return self._persist_plan(conn, inc, plan.with_actions(*actions), root_owner)
 
         return self._write(apply)  # type: ignore[return-value]
+
+    def _persist_plan(self, conn: Connection, inc: Incident, plan: TransitionPlan, root_owner: int | None) -> Incident:
+        """Write one planned move: the row (version-checked), the open key, the timeline, the outbox."""
+        new = self._update_incident(conn, inc, dict(plan.changes))
+        if plan.open_key is OpenKey.RELEASE:
+            conn.execute(t.open_incident_keys.delete().where(t.open_incident_keys.c.incident_id == inc.id))
+        elif plan.open_key is OpenKey.CLAIM and root_owner is None:
+            conn.execute(t.open_incident_keys.insert().values(dedup_key=inc.root_asset, incident_id=inc.id))
+        conn.execute(t.timeline.insert(), [
+            self._timeline_row(inc.id, plan.at, plan.actor, r.kind, r.message, dict(r.data)) for r in plan.timeline
+        ])  # fmt: skip
+        for event_name in plan.notifications:
+            self._notify(conn, new, event_name, plan.at)
+        return new
 
     def acknowledge(self, incident_id: int, actor: str, note: str | None = None,
                     now: datetime | None = None) -> Incident:  # fmt: skip
@@ -838,8 +847,10 @@ class IncidentStore:
     def get(self, incident_id: int) -> Incident:
         with self._read() as conn:
             inc = self._get_row(conn, incident_id)
+            parts = partitions_by_asset(inc.blast_radius)
             assets = [
-                IncidentAsset(r.asset_key, r.role, r.depth, r.tier, list(_loads(r.owners, [])), r.kind)  # type: ignore[call-overload]
+                IncidentAsset(r.asset_key, r.role, r.depth, r.tier, list(_loads(r.owners, [])), r.kind,  # type: ignore[call-overload]
+                              parts.get(r.asset_key, []))  # fmt: skip
                 for r in conn.execute(
                     select(t.incident_assets)
                     .where(t.incident_assets.c.incident_id == incident_id)
@@ -1047,10 +1058,12 @@ class IncidentStore:
                 return []
             assets: dict[int, list[IncidentAsset]] = {}
             ids = [i.id for i, _ in incidents]
+            parts = {i.id: partitions_by_asset(i.blast_radius) for i, _ in incidents}
             for chunk in _chunks(ids):
                 for r in conn.execute(select(t.incident_assets).where(t.incident_assets.c.incident_id.in_(chunk))):
                     assets.setdefault(r.incident_id, []).append(
-                        IncidentAsset(r.asset_key, r.role, r.depth, r.tier, list(_loads(r.owners, [])), r.kind)  # type: ignore[call-overload]
+                        IncidentAsset(r.asset_key, r.role, r.depth, r.tier, list(_loads(r.owners, [])), r.kind,  # type: ignore[call-overload]
+                                      parts[r.incident_id].get(r.asset_key, []))  # fmt: skip
                     )
         return [(Incident(**{**i.__dict__, "assets": assets.get(i.id, [])}), sig) for i, sig in incidents]
 
@@ -1089,6 +1102,7 @@ def _detection_data(d: Detection) -> dict[str, object]:
         "check_severity": d.check_severity,
         "fault_class": str(d.fault_class),
         "partition": d.partition,
+        "partition_keys": list(d.partitions),
         "run_id": d.run_id,
         "description": d.description,
         **({"metadata": d.metadata} if d.metadata else {}),
@@ -1106,7 +1120,7 @@ def _detection_row(d: Detection, incident_id: int | None, now: datetime) -> dict
         "passed": d.passed,
         "check_severity": d.check_severity,
         "fault_class": str(d.fault_class),
-        "partition_key": d.partition,
+        "partition_key": ",".join(d.partitions) or None,
         "run_id": d.run_id,
         "description": d.description[:4000],
         "occurred_at": d.occurred_at,
@@ -1225,6 +1239,11 @@ class _BatchState:
                  data: dict | None = None) -> None:  # fmt: skip
         self.timeline_rows.append(IncidentStore._timeline_row(incident_id, at, actor, kind, message, data))
 
+    def record(self, plan: TransitionPlan) -> None:
+        """Queue the timeline entries of a lifecycle move (its column changes go through `update`)."""
+        for r in plan.timeline:
+            self.timeline(plan.incident_id, plan.at, plan.actor, r.kind, r.message, dict(r.data))
+
     def views(self) -> list[IncidentView]:
         out = []
         for inc in self.incidents.values():
@@ -1263,10 +1282,6 @@ class _BatchState:
 
     def dirty_signal_incidents(self) -> set[int]:
         return {inc_id for inc_id, _ in self._dirty_signals}
-
-    def all_signals_passing(self, inc_id: int) -> bool:
-        sigs = self.signals.get(inc_id, {})
-        return bool(sigs) and not any(sigs.values())
 
     # ------------------------------------------------------------------ flush
     def flush(self, conn: Connection) -> None:
@@ -1323,4 +1338,4 @@ class _BatchState:
         self._dirty_signals.clear()
 
 
-__all__ = ["IncidentStore", "Incident", "IngestResult", "FaultClass", "default_store_url"]
+__all__ = ["IncidentStore", "Incident", "IngestResult", "InvalidTransition", "FaultClass", "default_store_url"]

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
+from reliability.incidents.model import Status
 from reliability.incidents.triage import AssetInfo, LineageGraph
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
@@ -22,6 +23,16 @@ class SteppingClock:
     def __call__(self) -> datetime:
         self.at += self.step
         return self.at
+
+
+# The moves that bring a freshly opened incident into each status (through the store's transitions).
+STEPS_TO: dict[Status, tuple[Status, ...]] = {
+    Status.OPEN: (),
+    Status.ACKNOWLEDGED: (Status.ACKNOWLEDGED,),
+    Status.MITIGATED: (Status.ACKNOWLEDGED, Status.MITIGATED),
+    Status.RESOLVED: (Status.ACKNOWLEDGED, Status.MITIGATED, Status.RESOLVED),
+    Status.REOPENED: (Status.RESOLVED, Status.REOPENED),
+}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from itertools import product
 from pathlib import Path
 
 import pytest
 
 from reliability.cli import main
-from reliability.incidents.model import Detection, FaultClass, Source
+from reliability.incidents.lifecycle import TRANSITIONS
+from reliability.incidents.model import Detection, FaultClass, Source, Status
 from reliability.incidents.notify import Router
 from reliability.incidents.store import IncidentStore
-from tests.incidents.conftest import T0, shop_graph
+from tests.incidents.conftest import STEPS_TO, T0, SteppingClock, shop_graph
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE_KEY = "[bold red]x[/bold red]<script>alert('x')</script>'; DROP TABLE incidents;--"
@@ -75,6 +78,52 @@ def test_list_show_ack_note_resolve_search_json(store_env, capsys):
     assert code == 1 and "no incident INC-99" in err
     code, _, err = run_cli(capsys, "incidents", "show", "abc")
     assert code == 1 and "not an incident id" in err
+
+
+CLI_VERB = {Status.ACKNOWLEDGED: "ack", Status.MITIGATED: "mitigate", Status.RESOLVED: "resolve",
+            Status.REOPENED: "reopen"}  # fmt: skip
+
+
+def test_every_transition_through_the_real_cli(sqlite_url):
+    """Each (status, command) pair in a fresh process: allowed moves succeed, refused ones print one line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELIABILITY_")}
+    env.update(RELIABILITY_INCIDENT_STORE_URL=sqlite_url, COLUMNS="300")
+
+    def cli(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "reliability.cli", "incidents", *argv],
+                              capture_output=True, text=True, cwd=REPO, env=env, timeout=120)  # fmt: skip
+
+    with IncidentStore(sqlite_url, clock=SteppingClock(), router=Router(environ={})) as store:
+        cases = {}
+        for source, target in product(Status, CLI_VERB):
+            detection = Detection(f"{source}-{target}", f"asset_{source}_{target}", Source.ASSET_CHECK, "c", T0)
+            (inc_id,) = store.ingest([detection], None, now=T0).opened
+            for step in STEPS_TO[source]:
+                store.transition(inc_id, step, "alice")
+            cases[(source, target)] = inc_id
+    for (source, target), inc_id in cases.items():
+        note = f"note {source} -> {target}"
+        proc = cli(CLI_VERB[target], f"INC-{inc_id}", "--note", note, "--actor", "bob", "--json")
+        if target in TRANSITIONS[source]:
+            assert proc.returncode == 0 and proc.stderr == "", (source, target, proc.stderr)
+            assert json.loads(proc.stdout)["status"] == target
+        else:
+            assert proc.returncode == 1 and proc.stdout == "", (source, target)
+            assert proc.stderr.startswith(f"error: INC-{inc_id} is {source}; cannot move to {target} (allowed: ")
+            assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    # the move that used to crash (IntegrityError on incident_open_keys), as an engineer sees it afterwards
+    reopened = cases[(Status.MITIGATED, Status.REOPENED)]
+    shown = cli("show", f"INC-{reopened}")
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"│ status +│ reopened", shown.stdout)
+    assert re.search(r"│ mitigated +│ - ", shown.stdout) and re.search(r"│ resolved +│ - ", shown.stdout)
+    assert shown.stdout.count("note mitigated -> reopened") == 1  # each note once
+    acknowledged = cases[(Status.OPEN, Status.ACKNOWLEDGED)]
+    blank = cli("resolve", f"INC-{acknowledged}", "--note", " ")
+    assert blank.returncode == 1 and blank.stderr == "error: resolve needs a --note saying what fixed it\n"
+    with IncidentStore(sqlite_url, clock=SteppingClock(), router=Router(environ={})) as store:
+        assert store.get(acknowledged).status == "acknowledged"
+        assert store.get(reopened).timeline[-1].actor == "bob"
 
 
 def test_hostile_text_is_shown_verbatim_in_tables_and_json(store_env, capsys):

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import product
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from reliability.incidents.grouping import GroupingPolicy
-from reliability.incidents.model import Detection, FaultClass, Source
+from reliability.incidents.lifecycle import TRANSITIONS, PlannedAction
+from reliability.incidents.model import Detection, FaultClass, Source, Status
 from reliability.incidents.notify import Router
 from reliability.incidents.store import IncidentStore, InvalidTransition
-from tests.incidents.conftest import T0, SteppingClock, shop_graph
+from tests.incidents.conftest import STEPS_TO, T0, SteppingClock, shop_graph
 
 
 def det(key, asset, signal="check", at=T0, **kw) -> Detection:
@@ -40,21 +42,89 @@ def test_lifecycle_and_timeline(store_url):
         assert done.status == "resolved"
         assert done.acknowledged_at <= done.mitigated_at <= done.resolved_at
         again = store.reopen(inc_id, "bob@shop.example", "came back")
-        assert again.status == "reopened" and again.resolved_at == done.resolved_at
+        # a reopened incident is neither mitigated nor resolved; the first acknowledgement stays
+        assert again.status == "reopened" and again.resolved_at is None and again.mitigated_at is None
+        assert again.acknowledged_at == done.acknowledged_at
         timeline = store.timeline(inc_id)
         kinds = [e.kind for e in timeline]
         assert kinds[:2] == ["detection", "triage"]
-        moves = [(e.data["from"], e.data["to"]) for e in timeline if e.kind == "status_change"]
-        assert moves == [
+        changes = [e for e in timeline if e.kind == "status_change"]
+        assert [(e.data["from"], e.data["to"]) for e in changes] == [
             ("open", "acknowledged"),
             ("acknowledged", "mitigated"),
             ("mitigated", "resolved"),
             ("resolved", "reopened"),
         ]
-        assert [e.actor for e in timeline if e.kind == "note"] == [
-            "alice@shop.example", "bob@shop.example", "alice@shop.example", "bob@shop.example"
+        assert changes[-1].data["previous"] == {
+            "resolved_at": done.resolved_at.isoformat(), "mitigated_at": done.mitigated_at.isoformat()
+        }  # fmt: skip
+        notes = [(e.actor, e.message) for e in timeline if e.kind == "note"]
+        assert notes == [
+            ("alice@shop.example", "paused the ingestion"), ("bob@shop.example", "dedup job backfilled"),
+            ("alice@shop.example", "duplicates removed"), ("bob@shop.example", "came back"),
         ]  # fmt: skip
+        for note in ("paused the ingestion", "duplicates removed", "came back"):  # each note once
+            assert sum(note in e.message or note in str(e.data) for e in timeline) == 1, note
         assert [e.id for e in timeline] == sorted(e.id for e in timeline)
+
+
+# What the store must persist for each move; the pure rules are tested pair by pair in test_lifecycle.py.
+NOTIFIES = {Status.ACKNOWLEDGED: "acknowledge", Status.RESOLVED: "resolve", Status.REOPENED: "trigger"}
+
+
+def test_every_transition_through_the_store(store_url):
+    slack = {"RELIABILITY_SLACK_WEBHOOK_URL": "http://127.0.0.1:9/slack"}  # queued in the outbox, never sent
+    with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ=slack)) as store:
+
+        def outbox_events(inc_id: int) -> list[str]:
+            sql = "SELECT event FROM incident_outbox WHERE incident_id = :i AND channel = 'slack' ORDER BY id"
+            with store.engine.connect() as conn:
+                return list(conn.execute(text(sql), {"i": inc_id}).scalars())
+
+        def open_key_owner(root: str) -> int | None:
+            with store.engine.connect() as conn:
+                return conn.execute(text("SELECT incident_id FROM incident_open_keys WHERE dedup_key = :k"),
+                                    {"k": root}).scalar()  # fmt: skip
+
+        for source, target in product(Status, Status):
+            root = f"asset_{source}_{target}"
+            (inc_id,) = store.ingest([det(f"{source}-{target}", root)], None, now=T0).opened
+            for step in STEPS_TO[source]:
+                store.transition(inc_id, step, "alice")
+            before = store.get(inc_id)
+            assert before.status == source
+            sent_before = outbox_events(inc_id)
+            if target not in TRANSITIONS[source]:
+                with pytest.raises(InvalidTransition, match=f"is {source}; cannot move to {target}"):
+                    store.transition(inc_id, target, "bob", "why not")
+                after = store.get(inc_id)
+                assert (after.version, len(after.timeline)) == (before.version, len(before.timeline))
+                continue
+            moved = store.transition(inc_id, target, "bob", f"{source} to {target}")
+            assert moved.status == target and moved.version == before.version + 1
+            assert open_key_owner(root) == (None if target == Status.RESOLVED else inc_id)
+            if target == Status.REOPENED:
+                assert moved.resolved_at is None and moved.mitigated_at is None
+            elif target != Status.ACKNOWLEDGED:
+                assert getattr(moved, f"{target}_at") == moved.updated_at
+            added = store.get(inc_id).timeline[len(before.timeline):]
+            assert [(e.kind, e.actor) for e in added] == [("status_change", "bob"), ("note", "bob")]
+            assert (added[0].data["from"], added[0].data["to"]) == (source, target)
+            assert added[1].message == f"{source} to {target}"
+            expected = [NOTIFIES[target]] if target in NOTIFIES else []
+            assert outbox_events(inc_id) == sent_before + expected
+
+
+def test_actions_are_recorded_with_their_move(store_url):
+    with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={})) as store:
+        (inc_id,) = store.ingest([det("a", "raw_orders")], None, now=T0).opened
+        pause = PlannedAction("pause_schedule", "paused schedule shop_daily", {"schedule": "shop_daily"})
+        store.transition(inc_id, Status.MITIGATED, "reliability-policy", actions=[pause])
+        *_, change, action = store.timeline(inc_id)
+        assert (change.kind, change.data["to"]) == ("status_change", "mitigated")
+        assert (action.kind, action.actor, action.message) == ("action", "reliability-policy", pause.description)
+        assert action.data == {"action": "pause_schedule", "schedule": "shop_daily"}
+        assert action.at == change.at
 
 
 def test_timeline_and_detections_are_append_only_in_the_database(store_url):
@@ -155,7 +225,11 @@ def test_new_failure_soon_after_resolution_reopens_later_opens_new(store_url):
         resolved_at = store.get(inc_id).resolved_at
         res = store.ingest([det("b", "raw_orders", at=resolved_at + timedelta(minutes=5))], shop_graph(),
                            now=resolved_at + timedelta(minutes=5))  # fmt: skip
-        assert res.reopened == [inc_id] and store.get(inc_id).status == "reopened"
+        reopened = store.get(inc_id)
+        assert res.reopened == [inc_id] and reopened.status == "reopened" and reopened.resolved_at is None
+        change = [e for e in reopened.timeline if e.kind == "status_change"][-1]
+        assert change.data["previous"] == {"resolved_at": resolved_at.isoformat()}
+        assert change.message == "status resolved -> reopened: check failed again on raw_orders"
         store.resolve(inc_id, "alice")
         later = store.get(inc_id).resolved_at + timedelta(hours=2)
         res = store.ingest([det("c", "raw_orders", at=later)], shop_graph(), now=later)
@@ -172,10 +246,17 @@ def test_checks_passing_again_mitigate_and_a_new_failure_reopens(store_url):
         res = store.ingest([det("d", "fct_orders", "uniq", at=T0 + timedelta(seconds=3), passed=True)],
                            shop_graph(), now=T0)  # fmt: skip
         assert res.mitigated == [inc_id] and store.get(inc_id).status == "mitigated"
+        assert store.get(inc_id).mitigated_at == T0
         unrelated = store.ingest([det("e", "raw_customers", "x", passed=True)], shop_graph(), now=T0)
         assert unrelated.ignored_passes == 1
         store.ingest([det("f", "raw_orders", "dup", at=T0 + timedelta(seconds=4))], shop_graph(), now=T0)
-        assert store.get(inc_id).status == "reopened"
+        inc = store.get(inc_id)
+        assert inc.status == "reopened" and inc.mitigated_at is None
+        moves = [(e.data["from"], e.data["to"]) for e in inc.timeline if e.kind == "status_change"]
+        assert moves == [("open", "mitigated"), ("mitigated", "reopened")]
+        # and once reopened, a manual mitigate and reopen work again (the open key stays with the incident)
+        store.mitigate(inc_id, "alice")
+        assert store.reopen(inc_id, "alice", "still duplicated").status == "reopened"
 
 
 def test_warn_then_error_escalates_severity_and_never_downgrades(store_url):

@@ -91,6 +91,7 @@ def test_another_dbt_project_and_contracts_by_configuration_only(tmp_path):
     assert keys == {"raw_events", "events"}
     assert graph.get(dg.AssetKey("events")).owners == ["events-team@other.example"]
     assert graph.get(dg.AssetKey("events")).tags["tier"] == "tier2"
+    assert graph.get(dg.AssetKey("events")).metadata["policy_source"] == "dbt meta"
 
     result = run(defs, dg.AssetSelection.all(), dg.DagsterInstance.ephemeral())
     assert result.success
