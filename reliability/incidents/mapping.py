@@ -63,6 +63,7 @@ class RunFailureEvent:
     failed_check_assets: Sequence[str] = ()  # assets with a failed check evaluation in the run
     asset_selection: Sequence[str] = ()
     blocking_failed_check_assets: Sequence[str] = ()  # assets whose failed ERROR check was blocking
+    partition_keys: tuple[str, ...] = ()  # the partitions the run was building
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,6 @@ class RunSuccessEvent:
     run_id: str
     timestamp: float
     materialized: Sequence[str] = ()
-    partition_keys: tuple[str, ...] = ()  # the partitions the run was building
 
 
 @dataclass(frozen=True)
