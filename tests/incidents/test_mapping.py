@@ -117,3 +117,13 @@ def test_dbt_test_type_is_its_test_metadata_name():
     assert dbt_test_type({"test_metadata": {"name": "unique", "namespace": None}}) == "unique"
     assert dbt_test_type({"test_metadata": {"name": "recency", "namespace": "dbt_utils"}}) == "dbt_utils.recency"
     assert dbt_test_type({"resource_type": "test"}) is None  # a singular test declares no type
+
+
+def test_a_run_failure_carries_its_runs_partitions():
+    failure = RunFailureEvent("run-6", "daily", TS, "boom", failed_to_materialize=("stg_orders", "fct_orders"),
+                              blocking_failed_check_assets=("raw_orders",), partition_keys=("2026-11-22",))  # fmt: skip
+    detections = detections_from_events(EventBatch(run_failures=[failure]), shop_graph())
+    assert {d.asset_key: d.partitions for d in detections} == {
+        "stg_orders": ("2026-11-22",), "fct_orders": ("2026-11-22",)
+    }  # fmt: skip
+    assert all(d.blocked_by == ("raw_orders",) for d in detections)
