@@ -46,7 +46,7 @@ def to_check_result(outcome: Outcome, asset_name: str) -> dg.AssetCheckResult:
             records=[dg.TableRecord({k: ("" if v is None else v) for k, v in row.items()}) for row in outcome.sample],
             schema=dg.TableSchema(columns=[dg.TableColumn(name=c, type="string") for c in columns]),
         )
-    for key in ("type_mismatches",):
+    for key in ("type_mismatches", "schema_changes"):
         if key in metadata:
             metadata[key] = dg.MetadataValue.json(metadata[key])
     return dg.AssetCheckResult(

@@ -93,12 +93,63 @@ def outcome_from_soda(check: CheckSpec, record: SodaRecord | None, contract_path
     base["threshold"] = record.threshold or check.threshold
     for key, value in sorted(record.diagnostics.items()):
         base[f"soda_{key}"] = plain(value)
+    base.update(rows_affected(record.diagnostics))
     if record.outcome == PASSED:
         return Outcome(check, True, check.severity, f"{check.title}: passed (value {plain(record.value)})", base)
     severity = "warn" if record.outcome == WARN else check.severity
     verdict = "warning" if record.outcome == WARN else "failed"
     text = f"{check.title}: {verdict}, value {plain(record.value)} breaks threshold [{base['threshold']}]"
     return Outcome(check, False, severity, text, base)
+
+
+# Soda diagnostics that count the rows a check found bad, by check type
+_FAILED_ROW_COUNTS = ("missing_count", "invalid_count", "duplicate_count", "failed_rows_count")
+
+
+def rows_affected(diagnostics: Mapping[str, Any]) -> dict[str, Any]:
+    """`rows_failed` / `rows_tested` from Soda's diagnostics, when Soda reports them: severity weighs the
+    share of rows a fault touches (reliability.incidents.triage)."""
+    out: dict[str, Any] = {}
+    failed = next((diagnostics[k] for k in _FAILED_ROW_COUNTS if diagnostics.get(k) is not None), None)
+    tested = diagnostics.get("check_rows_tested", diagnostics.get("dataset_rows_tested"))
+    if isinstance(failed, int | float):
+        out["rows_failed"] = int(failed)
+    if isinstance(tested, int | float):
+        out["rows_tested"] = int(tested)
+    return out
+
+
+def not_evaluated_outcome(
+    check: CheckSpec, contract_path: Path, cause: str, changes: Sequence[Mapping[str, Any]]
+) -> Outcome:
+    """A check that cannot be evaluated because columns it reads changed type or disappeared: it belongs
+    to the failed schema check `cause` (one fault, one alarm), not an alarm of its own."""
+    what = "; ".join(
+        f"column '{c['column']}' "
+        + ("is gone" if c["new_type"] is None else f"changed type {c['old_type']} -> {c['new_type']}")
+        for c in changes
+    )
+    text = f"{contract_path}: {check.title} not evaluated: {what} (see {cause})"
+    metadata = {
+        "contract": str(contract_path),
+        "soda_check": check.soda_path,
+        "check_type": check.kind,
+        "soda_outcome": NOT_EVALUATED,
+        "not_evaluated_due_to": cause,
+        "schema_changes": [dict(c) for c in changes],
+    }
+    return Outcome(check, False, "error", text, metadata)
+
+
+def schema_changes(declared: Mapping[str, str | None], actual: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Columns of the contract that disappeared (new_type None) or changed type, old and new type each."""
+    diff = schema_diff(declared, actual)
+    changes = [{"column": c, "old_type": declared[c], "new_type": None} for c in diff["missing_columns"]]
+    changes += [
+        {"column": c, "old_type": types["expected"], "new_type": types["actual"]}
+        for c, types in diff["type_mismatches"].items()
+    ]
+    return changes
 
 
 def column_gone_outcome(check: CheckSpec, contract_path: Path, table: str, gone: Sequence[str]) -> Outcome:
@@ -125,7 +176,7 @@ def all_failed(checks: Iterable[CheckSpec], contract_path: Path, problem: str) -
             False,
             "error",
             text,
-            {"contract": str(contract_path), "soda_check": c.soda_path, "error": text},
+            {"contract": str(contract_path), "soda_check": c.soda_path, "check_type": c.kind, "error": text},
         )
         for c in checks
     ]

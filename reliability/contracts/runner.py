@@ -17,13 +17,16 @@ from typing import Any
 from reliability.contracts import sql
 from reliability.contracts.evaluate import (
     FAILED,
+    PASSED,
     WARN,
     Outcome,
     SodaRecord,
     all_failed,
     column_gone_outcome,
+    not_evaluated_outcome,
     outcome_from_soda,
     plain,
+    schema_changes,
     schema_diff,
 )
 from reliability.contracts.spec import (
@@ -135,12 +138,26 @@ def _add_evidence(
                 outcome.sample = _fetch_dicts(con, query)
         elif check.kind == "schema":
             outcome.metadata.update(schema_diff(contract.data_types, actual))
+            outcome.metadata["schema_changes"] = schema_changes(contract.data_types, actual)
         elif check.kind == "freshness" and outcome.metadata.get("soda_outcome") in (FAILED, WARN):
             filters = [contract.resolved(contract.dataset_filter, variables)]
             query = sql.max_value(contract.prefixes, contract.table, check.columns[0], filters)
             outcome.metadata["latest_value"] = plain(con.execute(query.sql, list(query.params)).fetchone()[0])
     except Exception as exc:  # evidence is best effort; the verdict stands without it
         outcome.metadata["evidence_error"] = f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _soda_records(
+    con: Any, contract: ContractSpec, specs: list[CheckSpec], variables: Mapping[str, str] | None
+) -> tuple[dict[str, SodaRecord], str]:
+    """One Soda scan of `specs` (all of the contract's checks in one go when that is all of them)."""
+    if not specs:
+        return {}, ""
+    try:
+        paths = None if len(specs) == len(contract.checks) else [c.soda_path for c in specs]
+        return run_soda(con, contract, paths, variables)
+    except Exception as exc:  # Soda rejected the contract or the query failed
+        return {}, f"Soda could not verify the contract: {type(exc).__name__}: {exc}"
 
 
 def verify_on_connection(
@@ -163,6 +180,17 @@ def verify_on_connection(
         where = ".".join([*current.prefixes, current.table])
         return all_failed(wanted, loaded.path, f"table '{where}' does not exist in the warehouse")
     present = {name.casefold() for name, _ in actual}
+    # A column that disappeared or changed type is one fault, reported by the schema check: the checks
+    # reading it are attached to that check (not_evaluated_due_to) instead of failing with misleading
+    # titles of their own, and stay out of the Soda scan (a retyped column can break the whole query).
+    # Whether a type changed is Soda's call: with a suspect type, its schema check runs first, alone.
+    schema_check = next((c for c in current.checks if c.kind == "schema"), None)
+    changed = {c["column"].casefold(): c for c in schema_changes(current.data_types, actual)} if schema_check else {}
+    if schema_check is not None and any(c["new_type"] is not None for c in changed.values()):
+        scope = check_variables(current, schema_check, variables)
+        verdict = _soda_records(con, current, [schema_check], scope)[0].get(schema_check.soda_path)
+        if verdict is not None and verdict.outcome == PASSED:  # Soda still accepts the types
+            changed = {k: c for k, c in changed.items() if c["new_type"] is None}
 
     outcomes: dict[str, Outcome] = {}
     to_run: list[CheckSpec] = []
@@ -170,8 +198,11 @@ def verify_on_connection(
         spec = by_name.get(check.name)
         if spec is None:
             continue  # reported below as missing from Soda's answer
+        hit = [changed[c.casefold()] for c in spec.columns if c.casefold() in changed]
         gone = [c for c in spec.columns if c.casefold() not in present]
-        if gone:
+        if hit and schema_check is not None and spec is not schema_check:
+            outcomes[check.name] = not_evaluated_outcome(spec, loaded.path, schema_check.name, hit)
+        elif gone:
             outcomes[check.name] = column_gone_outcome(spec, loaded.path, current.table, gone)
         else:
             to_run.append(spec)

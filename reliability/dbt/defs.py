@@ -3,7 +3,7 @@
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -50,6 +50,34 @@ def _partition_vars(context: dg.AssetExecutionContext) -> list[str]:
     return ["--vars", json.dumps(days)]
 
 
+def dbt_test_type(node: Mapping[str, Any]) -> str | None:
+    """A dbt test's own type, `test_metadata.name` (namespaced for package tests, e.g.
+    `dbt_utils.expression_is_true`); None for singular tests."""
+    meta = node.get("test_metadata") or {}
+    name = meta.get("name")
+    if not name:
+        return None
+    return f"{meta['namespace']}.{name}" if meta.get("namespace") else str(name)
+
+
+def with_test_metadata(events: Iterable[Any], manifest: Mapping[str, Any]) -> Iterator[Any]:
+    """dbt test results with the test's type (`dbt_test`) and failing row count (`rows_failed`) in their
+    metadata: the incident detection names the fault after them, not after the test's name."""
+    nodes = manifest["nodes"]
+    for event in events:
+        if isinstance(event, dg.AssetCheckResult | dg.AssetCheckEvaluation):
+            unique_id = getattr(event.metadata.get("unique_id"), "value", None)
+            test_type = dbt_test_type(nodes.get(unique_id) or {}) if unique_id else None
+            failed = getattr(event.metadata.get("dagster_dbt/failed_row_count"), "value", None)
+            extra = {
+                **({"dbt_test": test_type} if test_type else {}),
+                **({"rows_failed": failed} if isinstance(failed, int) else {}),
+            }
+            if extra:
+                event = event.with_metadata({**event.metadata, **extra})
+        yield event
+
+
 def _has_daily_models(manifest: Mapping[str, Any]) -> tuple[bool, bool]:
     models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
     daily = any(DAILY_TAG in n.get("tags", []) for n in models)
@@ -72,7 +100,9 @@ def defs(settings: Settings, manifest: Mapping[str, Any] | None = None) -> dg.De
             backfill_policy=dg.BackfillPolicy.single_run(), pool=DUCKDB_POOL,
         )
         def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-            yield from dbt.cli(["build", *_partition_vars(context)], context=context).stream()
+            yield from with_test_metadata(
+                dbt.cli(["build", *_partition_vars(context)], context=context).stream(), manifest
+            )
 
         assets.append(dbt_daily_models)
 
@@ -83,7 +113,7 @@ def defs(settings: Settings, manifest: Mapping[str, Any] | None = None) -> dg.De
             dagster_dbt_translator=translator, pool=DUCKDB_POOL,
         )
         def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-            yield from dbt.cli(["build"], context=context).stream()
+            yield from with_test_metadata(dbt.cli(["build"], context=context).stream(), manifest)
 
         assets.append(dbt_models)
 

@@ -40,10 +40,12 @@ OBSERVATION_ASSET_LIMIT = 20  # per incident change: root and failing first, exp
 INGEST_CHUNK = 5_000
 
 
-def read_detections(instance: dg.DagsterInstance, cursor: Cursor) -> tuple[list[Detection], Cursor]:
+def read_detections(
+    instance: dg.DagsterInstance, cursor: Cursor, graph: LineageGraph | None = None
+) -> tuple[list[Detection], Cursor]:
     """New detections since `cursor`, in event order, and the cursor after them."""
     batch, new = read_events(instance, cursor)
-    return detections_from_events(batch), new
+    return detections_from_events(batch, graph), new
 
 
 # ------------------------------------------------------------------------------------------ side effects
@@ -177,6 +179,9 @@ def _summary_markdown(inc: Any) -> str:
         shown = [f"`{md_escape(k)}`: {md_escape(', '.join(v[:10]))}{' ...' if len(v) > 10 else ''}"
                  for k, v in list(by_asset.items())[:10]]  # fmt: skip
         lines.append("- Partitions: " + "; ".join(shown))
+    blocked = [a.asset_key for a in inc.assets if a.role == "blocked"]
+    if blocked:
+        lines.append("- Blocked (not built): " + ", ".join(f"`{md_escape(b)}`" for b in blocked))
     if br.get("exposures"):
         lines.append("- Exposures reached: " + ", ".join(f"`{md_escape(e)}`" for e in br["exposures"]))
     if inc.owners:
@@ -242,7 +247,7 @@ def run_tick(
     gc_enabled = gc.isenabled()
     gc.disable()
     try:
-        detections, new_cursor = read_detections(instance, cursor)
+        detections, new_cursor = read_detections(instance, cursor, graph)
         outcome = TickOutcome(cursor=new_cursor, detections=len(detections))
         touched: set[int] = set()
         runs: dict[str, set[int]] = {}

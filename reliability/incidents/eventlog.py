@@ -23,11 +23,13 @@ import dagster as dg
 from dagster._core.events import DagsterEventType
 
 from reliability.incidents.mapping import (
+    MAPPED_METADATA,
     QUARANTINE_REFUSED_TAG,
     CheckEvent,
     EventBatch,
     FreshnessEvent,
     RunFailureEvent,
+    RunSuccessEvent,
 )
 from reliability.partitions import MAX_PARTITION_KEYS, PARTITION_KEYS_METADATA, partition_keys
 
@@ -52,6 +54,7 @@ class Cursor:
     freshness: int | None = None
     runs: str | None = None
     shards: dict[str, int] | None = None  # run-sharded SQLite: last storage id read per run shard
+    successes: str | None = None  # successful runs (their assets clear run-failure signals)
 
     @classmethod
     def parse(cls, raw: str | None) -> Cursor:
@@ -59,17 +62,44 @@ class Cursor:
             return cls()
         data = json.loads(raw)
         return cls(data.get("checks"), data.get("checks_ts"), data.get("freshness"), data.get("runs"),
-                   data.get("shards"))  # fmt: skip
+                   data.get("shards"), data.get("successes"))  # fmt: skip
 
     def dumps(self) -> str:
         return json.dumps(
             {"checks": self.checks, "checks_ts": self.checks_ts, "freshness": self.freshness, "runs": self.runs,
-             "shards": self.shards},
+             "shards": self.shards, "successes": self.successes},
             sort_keys=True,
         )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ records -> events
+_PLAIN_METADATA_FIELDS = {  # serialized metadata class -> the field holding its plain value
+    "TextMetadataEntryData": "text",
+    "IntMetadataEntryData": "value",
+    "FloatMetadataEntryData": "value",
+    "BoolMetadataEntryData": "value",
+    "JsonMetadataEntryData": "data",
+    "NullMetadataEntryData": None,
+}
+
+
+def _plain_metadata_from_json(metadata: dict[str, Any] | None) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key in MAPPED_METADATA:
+        value = (metadata or {}).get(key)
+        if not isinstance(value, dict) or value.get("__class__") not in _PLAIN_METADATA_FIELDS:
+            continue
+        field_name = _PLAIN_METADATA_FIELDS[value["__class__"]]
+        out[key] = value[field_name] if field_name else None
+    return out
+
+
+def _plain_metadata(metadata: Any) -> dict[str, object]:
+    plain_types = (dg.TextMetadataValue, dg.IntMetadataValue, dg.FloatMetadataValue, dg.BoolMetadataValue,
+                   dg.JsonMetadataValue, dg.NullMetadataValue)  # fmt: skip
+    return {k: metadata[k].value for k in MAPPED_METADATA if isinstance((metadata or {}).get(k), plain_types)}
+
+
 def check_event_from_record(record: Any) -> CheckEvent:
     """A deserialized check-evaluation record (public API) as a `CheckEvent`."""
     entry = record.event_log_entry
@@ -86,6 +116,8 @@ def check_event_from_record(record: Any) -> CheckEvent:
         description=evaluation.description,
         partition=evaluation.partition,
         target_timestamp=target.timestamp if target is not None and target.timestamp else None,
+        blocking=bool(evaluation.blocking),
+        metadata=_plain_metadata(evaluation.metadata),
         partition_keys=_keys((evaluation.metadata or {}).get(PARTITION_KEYS_METADATA)),
     )
 
@@ -120,6 +152,8 @@ def check_event_from_json(storage_id: int, run_id: str | None, raw: str) -> Chec
         description=data.get("description"),
         partition=data.get("partition"),
         target_timestamp=float(target["timestamp"]) if target.get("timestamp") else None,
+        blocking=bool(data.get("blocking")),
+        metadata=_plain_metadata_from_json(data.get("metadata")),
         partition_keys=_keys((data.get("metadata") or {}).get(PARTITION_KEYS_METADATA)),
     )
 
@@ -269,6 +303,7 @@ def run_failure_event(instance: dg.DagsterInstance, record: Any) -> RunFailureEv
     planned: list[str] = []
     done: list[str] = []
     failed_checks: list[str] = []
+    blocking_failed: list[str] = []
     of_type = {
         DagsterEventType.ASSET_FAILED_TO_MATERIALIZE,
         DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
@@ -281,6 +316,8 @@ def run_failure_event(instance: dg.DagsterInstance, record: Any) -> RunFailureEv
             evaluation = e.dagster_event.event_specific_data
             if not evaluation.passed:
                 failed_checks.append(evaluation.asset_key.to_user_string())
+                if evaluation.blocking and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+                    blocking_failed.append(evaluation.asset_key.to_user_string())
             continue
         key = e.dagster_event.asset_key.to_user_string()
         if event_type == DagsterEventType.ASSET_FAILED_TO_MATERIALIZE:
@@ -300,6 +337,7 @@ def run_failure_event(instance: dg.DagsterInstance, record: Any) -> RunFailureEv
         materialized=tuple(done),
         failed_check_assets=tuple(failed_checks),
         asset_selection=tuple(k.to_user_string() for k in (run.asset_selection or ())) if run else (),
+        blocking_failed_check_assets=tuple(dict.fromkeys(blocking_failed)),
         partition_keys=tuple(partition_keys(run.tags)) if run else (),
         quarantine_refused=run.tags.get(QUARANTINE_REFUSED_TAG) if run else None,
     )
@@ -313,6 +351,33 @@ def run_failure_events(instance: dg.DagsterInstance, cursor: Cursor) -> tuple[li
     if result.records:
         new.runs = result.cursor
     return [run_failure_event(instance, r) for r in result.records], new
+
+
+SUCCESS_FETCH_LIMIT = 200  # successful runs per tick (one event-log read each); the rest waits
+
+
+def run_success_events(instance: dg.DagsterInstance, cursor: Cursor) -> tuple[list[RunSuccessEvent], Cursor]:
+    """Successful runs and the assets each built. Successes are frequent and only clear signals, so a
+    new (or reset) cursor looks back FIRST_TICK_LOOKBACK_S, not over the whole history."""
+    new = replace(cursor)
+    records_filter: Any = DagsterEventType.RUN_SUCCESS
+    if cursor.successes is None:
+        records_filter = dg.RunStatusChangeRecordsFilter(
+            event_type=DagsterEventType.RUN_SUCCESS, after_timestamp=_first_tick_since()
+        )
+    result = instance.fetch_run_status_changes(
+        records_filter, limit=SUCCESS_FETCH_LIMIT, cursor=cursor.successes, ascending=True
+    )
+    if result.records:
+        new.successes = result.cursor
+    events = []
+    for record in result.records:
+        run_id = record.event_log_entry.run_id
+        built = instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+        keys = tuple(dict.fromkeys(e.dagster_event.asset_key.to_user_string() for e in built))
+        if keys:
+            events.append(RunSuccessEvent(run_id=run_id, timestamp=record.event_log_entry.timestamp, materialized=keys))
+    return events, new
 
 
 def with_run_partitions(instance: dg.DagsterInstance, checks: Sequence[CheckEvent]) -> list[CheckEvent]:
@@ -337,5 +402,9 @@ def read_events(instance: dg.DagsterInstance, cursor: Cursor) -> tuple[EventBatc
     checks = with_run_partitions(instance, checks)
     fresh, after_fresh = freshness_events(instance, cursor)
     failures, after_runs = run_failure_events(instance, cursor)
-    new = replace(after_checks, freshness=after_fresh.freshness, runs=after_runs.runs)
-    return EventBatch(checks=checks, freshness=fresh, run_failures=failures), new
+    successes, after_successes = run_success_events(instance, cursor)
+    new = replace(
+        after_checks, freshness=after_fresh.freshness, runs=after_runs.runs, successes=after_successes.successes
+    )
+    batch = EventBatch(checks=checks, freshness=fresh, run_failures=failures, run_successes=successes)
+    return batch, new

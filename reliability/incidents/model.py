@@ -42,6 +42,7 @@ class FaultClass(StrEnum):
     DUPLICATES = "duplicates"
     MISSING_VALUES = "missing_values"
     SCHEMA_CHANGE = "schema_change"
+    VOLUME = "volume"  # rows missing: a day, a table, fewer rows than expected
     FRESHNESS = "freshness"
     CONSUMER_LAG = "consumer_lag"
     PIPELINE_FAILURE = "pipeline_failure"
@@ -103,9 +104,15 @@ class Detection:
     description: str = ""
     partition: str | None = None
     run_id: str | None = None
-    impact_started_at: datetime | None = None  # e.g. when the bad data was materialized
+    impact_started_at: datetime | None = None  # e.g. when the bad data was materialized; None: unknown
     metadata: dict[str, object] = field(default_factory=dict)
     partition_keys: tuple[str, ...] = ()  # every key the signal is about (a run over a range has many)
+    blocked_by: tuple[str, ...] = ()  # not built because blocking checks on these assets failed
+
+    @property
+    def blocked(self) -> bool:
+        """Blocked assets are part of another fault's blast radius, never a fault of their own."""
+        return bool(self.blocked_by)
 
     @property
     def signal_key(self) -> str:

@@ -71,7 +71,7 @@ incident_assets = Table(
     metadata,
     Column("incident_id", Integer, ForeignKey("incidents.id"), primary_key=True),
     Column("asset_key", Text, primary_key=True),
-    Column("role", String(16), nullable=False),  # root | failing | impacted
+    Column("role", String(16), nullable=False),  # root | failing | impacted | blocked
     Column("depth", Integer, nullable=False),
     Column("tier", String(16)),
     Column("owners", Text, nullable=False, default="[]"),

@@ -59,6 +59,7 @@ from reliability.incidents.triage import (
     SeverityFacts,
     blast_radius,
     classify_severity,
+    detection_is_broad,
     merge_radius_partitions,
     partitions_by_asset,
     with_detected_partitions,
@@ -609,6 +610,9 @@ class IncidentStore:
                     result.touched.setdefault(inc_id, set()).add(d.asset_key)
                 state.det_rows.append(_detection_row(d, inc_ids[0], now))
                 continue
+            if d.blocked:
+                self._record_blocked(d, now, actor, state, result)
+                continue
             decision = decide(d.asset_key, d.occurred_at, state.views(), lineage, self.policy)
             if decision.action == Action.OPEN:
                 inc = self._open_incident(conn, d, lineage, now, actor, state)
@@ -643,11 +647,31 @@ class IncidentStore:
             self._notify(conn, state.incidents[inc_id], event_name, now, previous_severity)
         return result
 
+    @staticmethod
+    def _record_blocked(d: Detection, now: datetime, actor: str, state: _BatchState, result: IngestResult) -> None:
+        """An asset not built because a blocking check upstream failed: shown as `blocked` in the
+        incident of that failure; it never opens an incident nor fails a signal of its own."""
+        views = [v for v in state.views() if v.active]
+        owners = [v for v in views if v.failing & set(d.blocked_by)] or [v for v in views if d.asset_key in v.assets]
+        if not owners:
+            state.det_rows.append(_detection_row(d, None, now))
+            return
+        inc_id = max(owners, key=lambda v: v.last_detected_at).incident_id
+        state.timeline(inc_id, now, actor, TimelineKind.DETECTION,
+                       f"{d.asset_key} blocked: not built because a blocking check failed on {', '.join(d.blocked_by)}",
+                       _detection_data(d))  # fmt: skip
+        if d.asset_key in state.assets.get(inc_id, set()):
+            state.blocked_updates.append((inc_id, d.asset_key))
+        state.det_rows.append(_detection_row(d, inc_id, now))
+        result.touched.setdefault(inc_id, set()).add(d.asset_key)
+        if d.run_id:
+            result.runs.setdefault(d.run_id, set()).add(inc_id)
+
     def _triage(self, roots: Sequence[str], d: Detection, lineage: LineageGraph | None,
                 error_level: bool) -> tuple[BlastRadius, Severity, str]:  # fmt: skip
         graph = lineage or LineageGraph({}, {})
         radius = blast_radius(graph, roots, d.partitions)
-        facts = SeverityFacts.of(radius, "ERROR" if error_level else "WARN", d.fault_class)
+        facts = SeverityFacts.of(radius, "ERROR" if error_level else "WARN", d.fault_class, detection_is_broad(d))
         severity, reason = classify_severity(facts)
         return radius, severity, reason
 
@@ -693,7 +717,7 @@ class IncidentStore:
             "fault_class": str(d.fault_class),
             "owners": _dumps(sorted(info.owners)),
             "error_level": error_level,
-            "impact_started_at": d.impact_started_at or d.occurred_at,
+            "impact_started_at": d.impact_started_at,  # unknown stays unknown: no fake 0 s to detect
             "detected_at": d.occurred_at,
             "last_detected_at": d.occurred_at,
             "updated_at": now,
@@ -743,8 +767,8 @@ class IncidentStore:
         values: dict[str, object] = {}
         if d.occurred_at > inc.last_detected_at:
             values["last_detected_at"] = d.occurred_at
-        started = d.impact_started_at or d.occurred_at
-        if inc.impact_started_at is None or started < inc.impact_started_at:
+        started = d.impact_started_at
+        if started is not None and (inc.impact_started_at is None or started < inc.impact_started_at):
             values["impact_started_at"] = started
         error_level = inc.error_level or d.check_severity.upper() != "WARN"
         if error_level != inc.error_level:
@@ -1180,6 +1204,8 @@ def _detection_data(d: Detection) -> dict[str, object]:
         "partition_keys": list(d.partitions),
         "run_id": d.run_id,
         "description": d.description,
+        **({"metadata": d.metadata} if d.metadata else {}),
+        **({"blocked_by": list(d.blocked_by)} if d.blocked_by else {}),
     }
 
 
@@ -1234,6 +1260,7 @@ class _BatchState:
         self.timeline_rows: list[dict] = []
         self.asset_rows: list[dict] = []
         self.role_updates: list[tuple[int, str]] = []
+        self.blocked_updates: list[tuple[int, str]] = []  # impacted assets a blocking check kept from building
         self.notify: dict[int, tuple[str, str | None]] = {}
 
     @classmethod
@@ -1278,7 +1305,7 @@ class _BatchState:
                 )
             ):
                 state.assets[r.incident_id].add(r.asset_key)
-                if r.role != "impacted":
+                if r.role not in ("impacted", "blocked"):
                     state.failing.setdefault(r.incident_id, set()).add(r.asset_key)
             for r in conn.execute(select(t.incident_signals).where(t.incident_signals.c.incident_id.in_(chunk))):
                 state.signals[r.incident_id][r.signal_key] = bool(r.failing)
@@ -1378,6 +1405,15 @@ class _BatchState:
                             t.incident_assets.c.role == "impacted"))
                 .values(role="failing"),
                 [{"iid": i, "akey": k} for i, k in dict.fromkeys(self.role_updates)],
+            )  # fmt: skip
+        if self.blocked_updates:
+            conn.execute(
+                t.incident_assets.update()
+                .where(and_(t.incident_assets.c.incident_id == bindparam("iid"),
+                            t.incident_assets.c.asset_key == bindparam("akey"),
+                            t.incident_assets.c.role == "impacted"))
+                .values(role="blocked"),
+                [{"iid": i, "akey": k} for i, k in dict.fromkeys(self.blocked_updates)],
             )  # fmt: skip
         if self.det_rows:
             conn.execute(t.detections.insert(), self.det_rows)

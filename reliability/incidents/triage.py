@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from reliability.incidents.model import FaultClass, Severity
+from reliability.incidents.mapping import ROWS_FAILED, ROWS_TESTED
+from reliability.incidents.model import Detection, FaultClass, Severity
 
 EXPOSURE_KINDS = frozenset({"exposure", "dashboard", "report", "notebook", "ml_model", "application"})
 
@@ -357,12 +358,49 @@ def partitions_by_asset(radius: Mapping[str, object]) -> dict[str, list[str]]:
 
 # --------------------------------------------------------------------------------------------------
 # Severity: the rule table. First matching row wins, rows are ordered from most to least severe.
-# "When unsure, take the higher": assets without a tier count as UNKNOWN_TIER, and a failure whose
-# check severity is unknown counts as ERROR.
+# Severity weighs the impact: exposures reached, how much of the data the fault touches (share of rows,
+# one partition or the whole asset), the check's severity, then tiers and blast-radius size.
+# "When unsure, take the higher": assets without a tier count as UNKNOWN_TIER, a fault whose extent is
+# unknown counts as broad, and a failure whose check severity is unknown counts as ERROR.
 # --------------------------------------------------------------------------------------------------
 UNKNOWN_TIER = 3
 LARGE_BLAST = 50
 MEDIUM_BLAST = 10
+BROAD_ROW_SHARE = 0.10  # a fault touching this share of the rows tested (or more) is broad
+FEW_ROWS = 100  # with the rows tested unknown, fewer failing rows than this is narrow
+# faults that make a whole asset (or partition) unusable rather than some of its rows
+WHOLE_ASSET_FAULTS = frozenset({FaultClass.PIPELINE_FAILURE, FaultClass.SCHEMA_CHANGE, FaultClass.FRESHNESS,
+                                FaultClass.VOLUME, FaultClass.CONSUMER_LAG})  # fmt: skip
+
+
+def fault_is_broad(
+    fault_class: FaultClass,
+    rows_failed: int | None = None,
+    rows_tested: int | None = None,
+    one_partition: bool = False,
+) -> bool:
+    """Whether a fault touches much of the data: a large share of the rows tested (or, the total
+    unknown, many rows), or the whole asset. A fault limited to one partition of a partitioned
+    asset is narrow: the other partitions are fine."""
+    if fault_class == FaultClass.SCHEMA_CHANGE:
+        return True  # the table's columns changed, not one partition's rows
+    if one_partition:
+        return False
+    if rows_failed is not None and rows_tested:
+        return rows_failed / rows_tested >= BROAD_ROW_SHARE
+    if rows_failed is not None and fault_class not in WHOLE_ASSET_FAULTS:
+        return rows_failed >= FEW_ROWS
+    return True
+
+
+def detection_is_broad(d: Detection) -> bool:
+    """`fault_is_broad` from what a detection carries (row counts from the check's metadata)."""
+
+    def count(key: str) -> int | None:
+        value = d.metadata.get(key)
+        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    return fault_is_broad(d.fault_class, count(ROWS_FAILED), count(ROWS_TESTED), one_partition=len(d.partitions) == 1)
 
 
 @dataclass(frozen=True)
@@ -371,12 +409,13 @@ class SeverityFacts:
     downstream_count: int
     exposures: int
     error: bool  # check severity ERROR, failed run, or freshness FAIL
+    broad: bool = True  # see fault_is_broad
 
     @classmethod
-    def of(cls, radius: BlastRadius, check_severity: str, fault_class: FaultClass) -> SeverityFacts:
+    def of(cls, radius: BlastRadius, check_severity: str, fault_class: FaultClass, broad: bool = True) -> SeverityFacts:
         tiers = [a.tier if a.tier is not None else UNKNOWN_TIER for a in radius.assets]
         error = check_severity.upper() != "WARN" or fault_class == FaultClass.PIPELINE_FAILURE
-        return cls(min(tiers, default=UNKNOWN_TIER), len(radius.downstream), len(radius.exposures), error)
+        return cls(min(tiers, default=UNKNOWN_TIER), len(radius.downstream), len(radius.exposures), error, broad)
 
 
 @dataclass(frozen=True)
@@ -388,14 +427,16 @@ class SeverityRule:
 
 _R, _S = SeverityRule, Severity
 SEVERITY_RULES: tuple[SeverityRule, ...] = (
-    _R(_S.SEV1, "a tier1 asset is hit by an ERROR-level failure", lambda f: f.top_tier == 1 and f.error),
-    _R(_S.SEV2, "a tier1 asset is hit by a WARN-level failure", lambda f: f.top_tier == 1),
-    _R(_S.SEV2, "an exposure is reached by an ERROR-level failure", lambda f: f.exposures > 0 and f.error),
-    _R(_S.SEV2, "a tier2 asset is hit by an ERROR-level failure", lambda f: f.top_tier == 2 and f.error),
-    _R(_S.SEV2, f"{LARGE_BLAST}+ assets downstream", lambda f: f.downstream_count >= LARGE_BLAST),
-    _R(_S.SEV3, "a tier2 asset is hit by a WARN-level failure", lambda f: f.top_tier == 2),
-    _R(_S.SEV3, "an exposure is reached by a WARN-level failure", lambda f: f.exposures > 0),
-    _R(_S.SEV3, "a tier3 asset is hit by an ERROR-level failure", lambda f: f.top_tier == 3 and f.error),
+    _R(_S.SEV1, "a broad ERROR-level fault reaches an exposure", lambda f: f.exposures > 0 and f.error and f.broad),
+    _R(_S.SEV2, "a narrow ERROR-level fault reaches an exposure", lambda f: f.exposures > 0 and f.error),
+    _R(_S.SEV2, "a broad WARN-level fault reaches an exposure", lambda f: f.exposures > 0 and f.broad),
+    _R(_S.SEV2, "a broad ERROR-level fault hits a tier1 asset", lambda f: f.top_tier == 1 and f.error and f.broad),
+    _R(_S.SEV2, f"a broad ERROR-level fault with {LARGE_BLAST}+ assets downstream",
+       lambda f: f.downstream_count >= LARGE_BLAST and f.error and f.broad),
+    _R(_S.SEV3, "a narrow ERROR-level fault hits a tier1 asset", lambda f: f.top_tier == 1 and f.error),
+    _R(_S.SEV3, "a WARN-level fault reaches an exposure or hits a tier1 asset",
+       lambda f: f.exposures > 0 or f.top_tier == 1),
+    _R(_S.SEV3, "an ERROR-level fault hits a tier2 asset", lambda f: f.top_tier == 2 and f.error),
     _R(_S.SEV3, f"{MEDIUM_BLAST}+ assets downstream", lambda f: f.downstream_count >= MEDIUM_BLAST),
     _R(_S.SEV4, "anything else", lambda f: True),
 )  # fmt: skip

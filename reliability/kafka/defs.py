@@ -85,6 +85,7 @@ def dlq_check_result(depth: int, rejected_now: int, by_error: Mapping[str, int])
         passed=depth == 0,
         severity=severity,
         metadata={
+            "check_type": "dead_letters",  # the fault class (reliability.incidents.mapping)
             "dlq_depth": depth,
             "rejected_this_batch": rejected_now,
             "rejected_by_error": dg.MetadataValue.json(dict(by_error)),
@@ -150,6 +151,7 @@ def lag_check_evaluation(result: lagmod.GroupResult, asset_key: dg.AssetKey) -> 
     """A group's lag result as a check evaluation on the asset it feeds (numbers in metadata)."""
     worst = result.worst
     metadata: dict[str, dg.MetadataValue] = {
+        "check_type": dg.MetadataValue.text("consumer_lag"),  # the fault class (reliability.incidents.mapping)
         "consumer_group": dg.MetadataValue.text(result.group),
         "status": dg.MetadataValue.text(result.status.value),
         "total_lag": dg.MetadataValue.int(result.total_lag),

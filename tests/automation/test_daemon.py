@@ -105,7 +105,7 @@ def test_daemon_builds_every_partition_and_a_stale_asset_opens_an_incident(kafka
         assert orders is not None and orders.asset_materialization.metadata["rows_ingested"].value == produced
         soda_on_orders = [
             record
-            for record in instance.get_asset_check_execution_history(
+            for record in instance.event_log_storage.get_asset_check_execution_history(
                 dg.AssetCheckKey(dg.AssetKey("raw_orders"), "soda_row_count"), limit=5
             )
         ]

@@ -89,6 +89,8 @@ def test_contract_declaring_a_column_the_table_lacks_fails_only_that_columns_che
     assert failing == {"soda_schema", "soda_discount_missing"}
     message = results[("raw_orders", "soda_discount_missing")].description
     assert "raw_orders.yml" in message and "'discount'" in message
+    # the schema check reports the fault; the check reading the gone column belongs to it
+    assert results[("raw_orders", "soda_discount_missing")].metadata["not_evaluated_due_to"].value == "soda_schema"
     assert list(results[("raw_orders", "soda_schema")].metadata["missing_columns"].value) == ["discount"]
 
 

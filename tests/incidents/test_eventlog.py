@@ -29,7 +29,13 @@ def rows_present() -> dg.AssetCheckResult:
         passed=False,
         severity=dg.AssetCheckSeverity.WARN,
         description="no rows",
-        metadata={"check_type": "row_count", "rows": 0, "share": 0.5, "flag": True, "types": {"a": "int"}},
+        metadata={
+            "check_type": "row_count",
+            "rows_failed": 0,
+            "rows_tested": 10.0,
+            "unread": True,
+            "schema_changes": [{"column": "a", "old_type": "int", "new_type": None}],
+        },  # fmt: skip
     )
 
 
@@ -70,6 +76,12 @@ def test_fast_reader_matches_the_public_api(instance):
     assert by_check["rows_present"].severity == "WARN" and by_check["rows_present"].description == "no rows"
     assert by_check["rows_present"].target_timestamp is not None
     assert by_check["external_check"].run_id is None and not by_check["unique_id"].passed
+    # the metadata the mapper reads, as plain values; nothing else
+    assert by_check["rows_present"].metadata == {
+        "check_type": "row_count", "rows_failed": 0, "rows_tested": 10.0,
+        "schema_changes": [{"column": "a", "old_type": "int", "new_type": None}],
+    }  # fmt: skip
+    assert by_check["unique_id"].metadata == {"dbt_test": "unique"} and by_check["unique_id"].blocking
 
     # after a cursor: only what is new (the public API may re-read a margin on run-sharded storage)
     time.sleep(0.01)

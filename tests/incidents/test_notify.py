@@ -105,10 +105,12 @@ def test_escalation_resends_trigger_and_rotates_the_alertmanager_identity(sqlite
     env = env_for(receiver.base)
     try:
         with IncidentStore(sqlite_url, clock=SteppingClock(), router=Router(environ=env)) as store:
-            warn = Detection("w", "raw_customers", Source.ASSET_CHECK, "row_count", T0, check_severity="WARN")
+            few = {"rows_failed": 1, "rows_tested": 1_000}  # narrow faults reaching the revenue dashboard
+            warn = Detection("w", "raw_payments", Source.ASSET_CHECK, "amount", T0, check_severity="WARN", metadata=few)
             (inc_id,) = store.ingest([warn], shop_graph(), now=T0).opened
             assert store.get(inc_id).severity == "SEV3"
-            err = Detection("e", "raw_customers", Source.ASSET_CHECK, "schema", T0 + timedelta(seconds=5))
+            later = T0 + timedelta(seconds=5)
+            err = Detection("e", "raw_payments", Source.ASSET_CHECK, "currency", later, metadata=few)
             store.ingest([err], shop_graph(), now=T0)
             assert store.get(inc_id).severity == "SEV2"
             deliver_due(store, now=T0 + timedelta(seconds=10), environ=env)

@@ -94,8 +94,9 @@ def test_detections_carry_the_partitions_of_the_check_or_of_the_run(tmp_path):
     by_signal = {(d.source, d.signal): d for d in detections}
     assert by_signal[("asset_check", "soda_row_count")].partitions == ("2026-11-21",)
     assert by_signal[("asset_check", "not_null_id")].partitions == ("2026-11-22",)
-    (failure,) = [d for d in detections if d.source == "run_failure"]
-    assert failure.asset_key == "daily_table" and failure.partitions == ("2026-11-22",)
+    # the run failed because of that blocking check: the check is the fault, the run adds no detection
+    # of its own (a run failure's partitions: test_mapping.test_a_run_failure_carries_its_runs_partitions)
+    assert not [d for d in detections if d.source == "run_failure" and not d.passed]
 
 
 def test_a_check_result_names_its_partitions_before_the_run_does():

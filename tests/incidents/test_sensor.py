@@ -9,8 +9,6 @@ import pytest
 
 from reliability.incidents.defs import build_incident_sensor
 from reliability.incidents.detection import RUN_TAG
-from reliability.incidents.mapping import classify_check
-from reliability.incidents.model import FaultClass
 from reliability.incidents.notify import Router
 from reliability.incidents.store import IncidentStore
 
@@ -35,15 +33,22 @@ other = dg.AssetSpec("other", metadata={"tier": "tier4"})
 
 @dg.asset_check(asset=src, name="soda_order_id_duplicate")
 def src_dup() -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=STATE["src_ok"], metadata={"duplicates": 0 if STATE["src_ok"] else 12})
+    return dg.AssetCheckResult(
+        passed=STATE["src_ok"], metadata={"check_type": "duplicate", "duplicates": 0 if STATE["src_ok"] else 12}
+    )
 
 
 @dg.asset_check(asset=mid, name="unique_mid_order_id")
 def mid_unique() -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=STATE["mid_ok"])
+    return dg.AssetCheckResult(passed=STATE["mid_ok"], metadata={"dbt_test": "unique"})
 
 
-DEFS = dg.Definitions(assets=[src, mid, dash, other], asset_checks=[src_dup, mid_unique])
+@dg.asset_check(asset=src, name="soda_order_id_missing", blocking=True)
+def src_blocking() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=STATE["src_ok"], metadata={"check_type": "missing"})
+
+
+DEFS = dg.Definitions(assets=[src, mid, dash, other], asset_checks=[src_dup, mid_unique, src_blocking])
 
 
 @pytest.fixture
@@ -138,11 +143,45 @@ def test_run_failure_and_freshness_fail_become_detections(instance, store, monke
     STATE.update(explode=False)
 
 
-def test_classify_check_names():
-    assert classify_check("soda_order_id_duplicate") == FaultClass.DUPLICATES
-    assert classify_check("unique_fct_orders_order_id") == FaultClass.DUPLICATES
-    assert classify_check("not_null_stg_orders_amount") == FaultClass.MISSING_VALUES
-    assert classify_check("soda_schema") == FaultClass.SCHEMA_CHANGE
-    assert classify_check("kafka_consumer_lag") == FaultClass.CONSUMER_LAG
-    assert classify_check("freshness_check") == FaultClass.FRESHNESS
-    assert classify_check("accepted_values_stg_orders_status") == FaultClass.DATA_QUALITY
+def test_blocked_downstream_assets_open_no_incident(instance, store, monkeypatch):
+    """A blocking check fails on src: mid is not built. One incident (src's check), mid blocked in its
+    blast radius, never an incident of its own, not even when the same fault blocks it again."""
+    monkeypatch.setenv("RELIABILITY_INCIDENT_STORE_URL", store.url)
+    STATE.update(src_ok=False, mid_ok=True, explode=False)
+    failed = dg.materialize([src, mid, src_blocking], instance=instance, raise_on_error=False)
+    assert not failed.success
+    assert "mid" not in {e.asset_key.to_user_string() for e in failed.get_asset_materialization_events()}
+    cursor = tick(instance, store).cursor
+    again = dg.materialize([src, mid, src_blocking], instance=instance, raise_on_error=False)
+    assert not again.success
+    cursor = tick(instance, store, cursor).cursor
+    (inc,) = store.list_incidents()
+    inc = store.get(inc.id)
+    assert inc.root_asset == "src" and inc.fault_class == "missing_values", inc.title
+    roles = {a.asset_key: a.role for a in inc.assets}
+    assert roles == {"src": "root", "mid": "blocked", "dash": "impacted"}
+    assert any("mid blocked" in e.message for e in inc.timeline)
+    md = instance.fetch_observations(dg.AssetKey("src"), limit=1).records[0].asset_observation.metadata
+    assert "Blocked (not built): `mid`" in md["incident_summary"].value
+    # the fault fixed and rebuilt: the check passes, mid is built, the incident is mitigated
+    STATE.update(src_ok=True)
+    assert dg.materialize([src, mid, src_blocking], instance=instance).success
+    tick(instance, store, cursor)
+    assert store.get(inc.id).status == "mitigated"
+    assert store.count() == 1
+
+
+def test_a_run_failure_clears_when_the_assets_build_again(instance, store, monkeypatch):
+    """A failed run opens an incident; the same assets built successfully later mitigate it."""
+    monkeypatch.setenv("RELIABILITY_INCIDENT_STORE_URL", store.url)
+    STATE.update(src_ok=True, mid_ok=True, explode=True)
+    assert not dg.materialize([src, mid], instance=instance, raise_on_error=False).success
+    cursor = tick(instance, store).cursor
+    (inc,) = store.list_incidents()
+    assert inc.root_asset == "mid" and inc.fault_class == "pipeline_failure" and inc.status == "open"
+    assert inc.durations()["to_detect"] is None  # when the impact started is unknown: never 0 s
+    STATE.update(explode=False)
+    assert dg.materialize([src, mid], instance=instance).success
+    tick(instance, store, cursor)
+    done = store.get(inc.id)
+    assert done.status == "mitigated", [e.message for e in done.timeline]

@@ -264,14 +264,14 @@ def test_warn_then_error_escalates_severity_and_never_downgrades(store_url):
     with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={})) as store:
         (inc_id,) = store.ingest([det("a", "raw_customers", "row_count", check_severity="WARN")], graph,
                                  now=T0).opened  # fmt: skip
-        assert store.get(inc_id).severity == "SEV3"  # reaches tier2 customer_lifetime_value, WARN
+        assert store.get(inc_id).severity == "SEV4"  # reaches tier2 customer_lifetime_value, WARN
         store.ingest([det("b", "raw_customers", "schema", at=T0 + timedelta(seconds=1))], graph, now=T0)
         inc = store.get(inc_id)
-        assert inc.severity == "SEV2"
-        assert any("escalated SEV3 -> SEV2" in e.message for e in inc.timeline)
+        assert inc.severity == "SEV3"  # ERROR on tier2
+        assert any("escalated SEV4 -> SEV3" in e.message for e in inc.timeline)
         warn = det("c", "raw_customers", "other", at=T0 + timedelta(seconds=2), check_severity="WARN")
         store.ingest([warn], graph, now=T0)
-        assert store.get(inc_id).severity == "SEV2"
+        assert store.get(inc_id).severity == "SEV3"
 
 
 HOSTILE = [

@@ -18,6 +18,7 @@ from reliability.incidents.triage import (
     SeverityFacts,
     blast_radius,
     classify_severity,
+    fault_is_broad,
     md_escape,
     merge_partition_keys,
     merge_radius_partitions,
@@ -82,13 +83,20 @@ def test_descendants_agree_with_networkx_on_a_random_dag():
 @pytest.mark.parametrize(
     ("facts", "expected"),
     [
-        (SeverityFacts(top_tier=1, downstream_count=0, exposures=0, error=True), Severity.SEV1),
-        (SeverityFacts(top_tier=1, downstream_count=0, exposures=0, error=False), Severity.SEV2),
-        (SeverityFacts(top_tier=3, downstream_count=0, exposures=1, error=True), Severity.SEV2),
-        (SeverityFacts(top_tier=2, downstream_count=0, exposures=0, error=True), Severity.SEV2),
-        (SeverityFacts(top_tier=4, downstream_count=50, exposures=0, error=False), Severity.SEV2),
-        (SeverityFacts(top_tier=2, downstream_count=0, exposures=0, error=False), Severity.SEV3),
-        (SeverityFacts(top_tier=3, downstream_count=0, exposures=0, error=True), Severity.SEV3),
+        # exposures reached: SEV1 only when the ERROR-level fault is broad
+        (SeverityFacts(top_tier=3, downstream_count=0, exposures=1, error=True), Severity.SEV1),
+        (SeverityFacts(top_tier=1, downstream_count=0, exposures=1, error=True, broad=False), Severity.SEV2),
+        (SeverityFacts(top_tier=1, downstream_count=0, exposures=1, error=False), Severity.SEV2),
+        (SeverityFacts(top_tier=1, downstream_count=0, exposures=1, error=False, broad=False), Severity.SEV3),
+        # tier1 without an exposure is never SEV1
+        (SeverityFacts(top_tier=1, downstream_count=0, exposures=0, error=True), Severity.SEV2),
+        (SeverityFacts(top_tier=1, downstream_count=0, exposures=0, error=True, broad=False), Severity.SEV3),
+        (SeverityFacts(top_tier=1, downstream_count=0, exposures=0, error=False), Severity.SEV3),
+        (SeverityFacts(top_tier=4, downstream_count=50, exposures=0, error=True), Severity.SEV2),
+        (SeverityFacts(top_tier=4, downstream_count=50, exposures=0, error=True, broad=False), Severity.SEV3),
+        (SeverityFacts(top_tier=2, downstream_count=0, exposures=0, error=True), Severity.SEV3),
+        (SeverityFacts(top_tier=2, downstream_count=0, exposures=0, error=False), Severity.SEV4),
+        (SeverityFacts(top_tier=3, downstream_count=0, exposures=0, error=True), Severity.SEV4),
         (SeverityFacts(top_tier=4, downstream_count=10, exposures=0, error=False), Severity.SEV3),
         (SeverityFacts(top_tier=4, downstream_count=9, exposures=0, error=True), Severity.SEV4),
     ],
@@ -103,11 +111,47 @@ def test_severity_from_blast_radius_untiered_counts_as_tier3_and_table_renders()
     g = LineageGraph({"a": ["b"]})
     facts = SeverityFacts.of(blast_radius(g, ["a"]), "ERROR", FaultClass.DATA_QUALITY)
     assert facts.top_tier == 3 and facts.error
-    assert classify_severity(facts)[0] == Severity.SEV3
+    assert classify_severity(facts)[0] == Severity.SEV4
     warn = SeverityFacts.of(blast_radius(g, ["a"]), "WARN", FaultClass.PIPELINE_FAILURE)
     assert warn.error  # a failed run is always ERROR-level
     table = severity_table_markdown()
     assert table.count("\n") == len(SEVERITY_RULES) + 1 and "| SEV1 |" in table
+
+
+@pytest.mark.parametrize(
+    ("fault_class", "rows_failed", "rows_tested", "one_partition", "broad"),
+    [
+        (FaultClass.DUPLICATES, 3, 10_000, False, False),  # 0.03% of the rows
+        (FaultClass.DUPLICATES, 1_000, 10_000, False, True),  # 10%
+        (FaultClass.DUPLICATES, 3, None, False, False),  # dbt: failing rows known, total not
+        (FaultClass.DUPLICATES, 500, None, False, True),
+        (FaultClass.DATA_QUALITY, None, None, False, True),  # unknown extent: take the higher
+        (FaultClass.SCHEMA_CHANGE, None, None, False, True),  # the whole asset
+        (FaultClass.SCHEMA_CHANGE, None, None, True, True),  # seen on one day, but the table changed
+        (FaultClass.PIPELINE_FAILURE, None, None, True, False),  # one partition of many
+        (FaultClass.VOLUME, 0, None, False, True),  # a whole-asset fault, whatever the row count
+    ],
+)
+def test_fault_breadth(fault_class, rows_failed, rows_tested, one_partition, broad):
+    assert fault_is_broad(fault_class, rows_failed, rows_tested, one_partition) is broad
+
+
+def test_severity_weighs_the_share_of_rows_on_the_shop_lineage():
+    """Three duplicate orders reach the revenue dashboard: SEV2, not SEV1; a broken schema is SEV1."""
+    from datetime import UTC, datetime
+
+    from reliability.incidents.model import Detection, Source
+    from reliability.incidents.triage import detection_is_broad
+    from tests.incidents.conftest import shop_graph
+
+    radius = blast_radius(shop_graph(), ["raw_orders"])
+    at = datetime(2026, 11, 20, tzinfo=UTC)
+    few = Detection("k1", "raw_orders", Source.ASSET_CHECK, "soda_order_id_duplicate", at,
+                    fault_class=FaultClass.DUPLICATES, metadata={"rows_failed": 3, "rows_tested": 9_000})  # fmt: skip
+    schema = Detection("k2", "raw_orders", Source.ASSET_CHECK, "soda_schema", at, fault_class=FaultClass.SCHEMA_CHANGE)
+    for d, expected in ((few, Severity.SEV2), (schema, Severity.SEV1)):
+        facts = SeverityFacts.of(radius, "ERROR", d.fault_class, detection_is_broad(d))
+        assert classify_severity(facts)[0] == expected, d.signal
 
 
 def test_parse_tier():
