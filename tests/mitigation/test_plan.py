@@ -230,4 +230,6 @@ def test_the_breakers_own_signals_are_never_detections() -> None:
 
     batch = EventBatch(checks=(check("open_incident"), check("soda_row_count")),
                        run_failures=(failure("INC-1"), failure(None)))  # fmt: skip
-    assert sorted(d.signal for d in detections_from_events(batch)) == ["run_failure:j", "soda_row_count"]
+    detections = detections_from_events(batch)
+    assert sorted((str(d.source), d.run_id) for d in detections if d.source == "run_failure") == [("run_failure", "r")]
+    assert [d.signal for d in detections if d.source == "asset_check"] == ["soda_row_count"]
