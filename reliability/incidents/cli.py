@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from reliability.errors import UserFacingError
+from reliability.reconciliation.cli import add_commands as add_reconcile_commands
 
 STATUSES = ("open", "acknowledged", "mitigated", "resolved", "reopened", "active")
 
@@ -66,6 +67,8 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("deliver", help="send due notifications from the outbox now")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_deliver)
+
+    add_reconcile_commands(sub)  # reliability incidents reconcile
 
     br = subparsers.add_parser("blast-radius", help="everything downstream of an asset (loads Dagster defs)")
     br.add_argument("asset_key", help="e.g. raw_orders or a/b for multi-part keys")

@@ -184,11 +184,40 @@ def naive_size(graph: LineageGraph, root: str, partition_count: int, not_materia
                if not graph.info[i].is_exposure and graph.keys[i] not in skip)  # fmt: skip
 
 
+
+# ------------------------------------------------------------------------------- the root's partitions
+def incident_root_partitions(blast_radius: Mapping[str, object], root: str) -> tuple[str, ...]:
+    """The root's affected partitions as the incident recorded them (its blast radius lists the keys hit
+    per asset; `detected_partitions` where the store records them per asset), () when it names none."""
+    detected = blast_radius.get("detected_partitions") or {}
+    keys = list(detected.get(root, [])) if isinstance(detected, Mapping) else []
+    for asset in blast_radius.get("assets") or []:  # type: ignore[attr-defined]
+        if isinstance(asset, Mapping) and asset.get("asset_key") == root:
+            keys += list(asset.get("partitions") or [])
+    return tuple(sorted({k for k in keys if k and k != ALL_PARTITIONS}))
+
+
+def partition_range(all_partitions: Sequence[str], text: str) -> tuple[str, ...]:
+    """`2026-02-01..2026-02-03` -> the keys from first to last, both included."""
+    first, sep, last = text.partition("..")
+    if not sep or not first or not last:
+        raise UserFacingError(f"--partition-range {text!r}: expected FIRST..LAST, e.g. 2026-02-01..2026-02-03")
+    for key in (first, last):
+        if key not in all_partitions:
+            raise UserFacingError(f"--partition-range {text!r}: {key!r} is not a partition of the daily partitioning")
+    start, end = all_partitions.index(first), all_partitions.index(last)
+    if start > end:
+        raise UserFacingError(f"--partition-range {text!r}: {first} comes after {last}")
+    return tuple(all_partitions[start : end + 1])
+
+
 __all__ = [
     "EdgeMapping",
     "RebuildStep",
     "ReconcilePlan",
     "default_mapping",
+    "incident_root_partitions",
     "naive_size",
+    "partition_range",
     "plan_reconciliation",
 ]
