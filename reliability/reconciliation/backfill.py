@@ -22,10 +22,11 @@ def launch_backfill(instance: Any, asset_graph: Any, plan: ReconcilePlan, incide
     """Submit the plan as one asset backfill (the daemon picks it up); returns the backfill id."""
     import dagster as dg
     from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+    from dagster._core.definitions.events import AssetKeyPartitionKey
     from dagster._core.execution.backfill import PartitionBackfill
     from dagster._core.utils import make_new_backfill_id
 
-    pairs = {dg.AssetKeyPartitionKey(dg.AssetKey.from_user_string(a), p) for a, p in plan.pairs()}
+    pairs = {AssetKeyPartitionKey(dg.AssetKey.from_user_string(a), p) for a, p in plan.pairs()}
     subset = AssetGraphSubset.from_asset_partition_set(pairs, asset_graph)
     backfill_id = make_new_backfill_id()
     backfill = PartitionBackfill.from_asset_graph_subset(

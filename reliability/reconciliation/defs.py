@@ -5,8 +5,6 @@ Launch the job from the UI's Launchpad with the incident id as config, e.g.
 `ops: {reconcile_incident: {config: {incident_id: INC-3}}}`.
 """
 
-from __future__ import annotations
-
 from datetime import timedelta
 
 import dagster as dg
