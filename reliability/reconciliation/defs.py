@@ -2,7 +2,7 @@
 verifies each reconciliation backfill once it has ended, then resolves the incident or keeps it open.
 
 Launch the job from the UI's Launchpad with the incident id as config, e.g.
-`ops: {reconcile_incident: {config: {incident_id: INC-3}}}`.
+`ops: {reconcile: {config: {incident_id: INC-3}}}`.
 """
 
 from datetime import timedelta
@@ -29,7 +29,7 @@ class ReconcileConfig(dg.Config):
     dry_run: bool = False
 
 
-@dg.op(name="reconcile_incident", description="Plan the incident's repair and submit it as one asset backfill.")
+@dg.op(name="reconcile", description="Plan the incident's repair and submit it as one asset backfill.")
 def reconcile_incident_op(context: dg.OpExecutionContext, config: ReconcileConfig) -> dg.Output[dict]:
     try:
         incident_id = parse_incident_id(config.incident_id)

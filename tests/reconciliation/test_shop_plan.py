@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import dagster as dg
 import pytest
 
 from reliability.definitions import build_definitions
@@ -18,6 +19,7 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 def shop_inputs(tmp_path_factory):
     warehouse = tmp_path_factory.mktemp("shop") / "w.duckdb"
     defs = build_definitions(load_settings(environ={"RELIABILITY_WAREHOUSE": str(warehouse)}))
+    dg.Definitions.validate_loadable(defs)  # the reconcile_incident job and sensor load with everything else
     return plan_inputs(defs.resolve_asset_graph(), NOW)
 
 
