@@ -7,6 +7,8 @@ Real shop definitions, a real incident store (SQLite) and a real Dagster instanc
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -79,3 +81,26 @@ def test_a_partition_option_overrides_and_a_bad_one_is_refused_in_one_line(incid
     assert capsys.readouterr().err.strip() == (
         "error: partition '1999-01-01' of raw_payments is not a partition of the daily partitioning"
     )
+
+
+def test_a_backfill_that_ended_without_re_evaluating_the_incidents_check_keeps_it_open(incident):
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    from reliability.reconciliation.service import reconcile, verified_backfills, verify_and_close
+
+    url, incident_id = incident
+    defs = build(shop_settings(Path(os.environ["RELIABILITY_WAREHOUSE"]).parent))
+    with IncidentStore(url, clock=SteppingClock()) as store, dg.DagsterInstance.get() as instance:
+        result = reconcile(store, instance, defs.resolve_asset_graph(), incident_id, now=T0)
+        assert verify_and_close(store, instance, incident_id, result.backfill_id, now=T0) is None  # still running
+        # the daemon gave up on it (no run ever checked raw_payments again)
+        backfill = instance.get_backfill(result.backfill_id)
+        instance.update_backfill(backfill.with_status(BulkActionStatus.FAILED))
+        verdict = verify_and_close(store, instance, incident_id, result.backfill_id, now=T0)
+        assert verdict is not None and not verdict.repaired
+        assert verdict.not_evaluated == ("raw_payments::soda_method_invalid",)
+        inc = store.get(incident_id)
+        assert inc.status == "open" and inc.resolved_at is None
+        (kept,) = [e for e in inc.timeline if e.data.get("action") == "reconcile_verify"]
+        assert "did not repair" in kept.message and "the incident stays open" in kept.message
+        assert verified_backfills(inc.timeline) == {result.backfill_id}

@@ -51,3 +51,17 @@ def test_not_repaired_when_a_check_still_fails_or_was_not_evaluated_or_the_backf
     assert "not evaluated by the backfill: raw_payments::soda_method_invalid" in unseen.summary()
     passed = [CheckResult("raw_payments", "soda_method_invalid", True)]
     assert not judge(SIGNALS, passed, False, "COMPLETED_FAILED").repaired
+
+
+def test_the_options_name_the_roots_partitions_before_the_incident_and_not_both_at_once():
+    from types import SimpleNamespace
+
+    from reliability.reconciliation.service import root_partitions
+
+    incident = SimpleNamespace(root_asset="raw_payments",
+                               blast_radius={"assets": [{"asset_key": "raw_payments", "partitions": ["2026-02-02"]}]})
+    assert root_partitions(incident, DAYS) == (("2026-02-02",), "incident")
+    assert root_partitions(incident, DAYS, ["2026-02-04"]) == (("2026-02-04",), "--partition")
+    assert root_partitions(incident, DAYS, (), "2026-02-01..2026-02-02") == (DAYS[:2], "--partition-range")
+    with pytest.raises(UserFacingError, match="not both"):
+        root_partitions(incident, DAYS, ["2026-02-04"], "2026-02-01..2026-02-02")
