@@ -62,6 +62,6 @@ def test_the_options_name_the_roots_partitions_before_the_incident_and_not_both_
                                blast_radius={"assets": [{"asset_key": "raw_payments", "partitions": ["2026-02-02"]}]})
     assert root_partitions(incident, DAYS) == (("2026-02-02",), "incident")
     assert root_partitions(incident, DAYS, ["2026-02-04"]) == (("2026-02-04",), "--partition")
-    assert root_partitions(incident, DAYS, (), "2026-02-01..2026-02-02") == (DAYS[:2], "--partition-range")
+    assert root_partitions(incident, DAYS, (), "2026-02-01..2026-02-02") == (tuple(DAYS[:2]), "--partition-range")
     with pytest.raises(UserFacingError, match="not both"):
         root_partitions(incident, DAYS, ["2026-02-04"], "2026-02-01..2026-02-02")
