@@ -21,6 +21,7 @@ from reliability.reconciliation.backfill import INCIDENT_TAG, backfill_target
 from tests.incidents.conftest import T0, SteppingClock
 from tests.shop_harness import build, shop_settings
 
+REPO = Path(__file__).resolve().parents[2]
 DAY = "2026-01-05"  # early in the shop's partitioning (from 2026-01-01): a partition whatever today is
 PLANNED = {("raw_payments", DAY), ("stg_payments", DAY), ("fct_orders", DAY), ("daily_revenue", DAY),
            ("customer_lifetime_value", None)}  # fmt: skip
@@ -104,3 +105,27 @@ def test_a_backfill_that_ended_without_re_evaluating_the_incidents_check_keeps_i
         (kept,) = [e for e in inc.timeline if e.data.get("action") == "reconcile_verify"]
         assert "did not repair" in kept.message and "the incident stays open" in kept.message
         assert verified_backfills(inc.timeline) == {result.backfill_id}
+
+
+def test_the_reconcile_incident_job_submits_the_same_backfill_from_launchpad_config(incident):
+    """Launched as the UI does: the job loaded from the code location (reliability.definitions:defs)."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    url, incident_id = incident
+    repo = ReconstructableRepository.for_module("reliability.definitions", "defs", working_directory=str(REPO))
+    job = repo.get_reconstructable_job("reconcile_incident")
+    config = {"ops": {"reconcile": {"config": {"incident_id": f"INC-{incident_id}", "dry_run": True}}}}
+    with dg.DagsterInstance.get() as instance:
+        with dg.execute_job(job, instance, run_config=config) as dry:
+            assert dry.success and dry.output_for_node("reconcile")["backfill_id"] is None
+        assert instance.get_backfills() == []
+        config["ops"]["reconcile"]["config"]["dry_run"] = False
+        with dg.execute_job(job, instance, run_config=config) as real:
+            assert real.success
+            submitted = real.output_for_node("reconcile")["backfill_id"]
+        (backfill,) = instance.get_backfills()
+        assert submitted == backfill.backfill_id
+        assert backfill_target(instance, backfill.backfill_id) == PLANNED
+    with IncidentStore(url) as store:
+        (entry,) = [e for e in store.timeline(incident_id) if e.data.get("action") == "reconcile_backfill"]
+    assert entry.actor.startswith("reliability-reconcile (run ")
