@@ -10,10 +10,17 @@ from datetime import timedelta
 import dagster as dg
 
 from reliability.clock import utcnow
+from reliability.errors import UserFacingError
 from reliability.incidents.config import open_store
 from reliability.incidents.model import parse_incident_id
 from reliability.reconciliation.backfill import INCIDENT_TAG, RECONCILE_TAG
-from reliability.reconciliation.service import ACTOR, reconcile, verified_backfills, verify_and_close
+from reliability.reconciliation.service import (
+    ACTOR,
+    ResolutionHook,
+    reconcile,
+    verified_backfills,
+    verify_and_close,
+)
 
 JOB_NAME = "reconcile_incident"
 SENSOR_NAME = "reconciliation_verify_sensor"
@@ -59,7 +66,10 @@ def reconcile_incident_job() -> None:
     reconcile_incident_op()
 
 
-def build_verify_sensor(store_url: str | None = None, minimum_interval_seconds: int = 30) -> dg.SensorDefinition:
+def build_verify_sensor(store_url: str | None = None, minimum_interval_seconds: int = 30,
+                        on_resolved: ResolutionHook | None = None) -> dg.SensorDefinition:  # fmt: skip
+    """`on_resolved` is the mitigation stage's hook: lift the quarantine and resume what it paused."""
+
     @dg.sensor(
         name=SENSOR_NAME, minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -76,10 +86,16 @@ def build_verify_sensor(store_url: str | None = None, minimum_interval_seconds: 
         judged = []
         with open_store(store_url) as store:
             for backfill in ended:
-                incident_id = parse_incident_id(backfill.tags[INCIDENT_TAG])
-                if backfill.backfill_id in verified_backfills(store.timeline(incident_id)):
+                try:
+                    incident_id = parse_incident_id(backfill.tags.get(INCIDENT_TAG, ""))
+                    timeline = store.timeline(incident_id)
+                except (ValueError, UserFacingError) as exc:  # tagged by hand, or the incident is gone
+                    judged.append(f"{backfill.backfill_id}: skipped ({exc})")
                     continue
-                verdict = verify_and_close(store, context.instance, incident_id, backfill.backfill_id, now=now)
+                if backfill.backfill_id in verified_backfills(timeline):
+                    continue
+                verdict = verify_and_close(store, context.instance, incident_id, backfill.backfill_id, now=now,
+                                           on_resolved=on_resolved)  # fmt: skip
                 if verdict is not None:
                     judged.append(f"{backfill.backfill_id}: {'repaired' if verdict.repaired else 'not repaired'}")
         return dg.SkipReason("; ".join(judged) or "no ended reconciliation backfill to judge")
