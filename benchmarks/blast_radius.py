@@ -103,7 +103,7 @@ def run(quick: bool = False) -> list[dict]:
     full, full_base = [], []
     for key in sample:
         t = time.perf_counter()
-        radius = blast_radius(graph, [key], failed_partition="2026-11-26")
+        radius = blast_radius(graph, [key], failed_partitions="2026-11-26")
         full.append(time.perf_counter() - t)
         t = time.perf_counter()
         depths = nx.single_source_shortest_path_length(nxg, key)

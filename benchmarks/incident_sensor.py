@@ -69,7 +69,8 @@ def run(quick: bool = False) -> list[dict]:
     from blast_radius import build_graph
 
     from reliability.incidents.defs import build_incident_sensor
-    from reliability.incidents.detection import Cursor, read_detections
+    from reliability.incidents.detection import read_detections
+    from reliability.incidents.eventlog import Cursor
     from reliability.incidents.lineage import graph_from_definitions
     from reliability.incidents.notify import Router
     from reliability.incidents.store import IncidentStore

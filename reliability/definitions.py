@@ -2,7 +2,8 @@
 
 Policy: every asset gets its owner, tier and freshness expectation (dbt `meta` for dbt models,
 `assets.yaml` for the rest, else the settings' policy rules and default) and says where they came from
-(`policy_source`); an asset without a policy fails loading with its name.
+(`policy_source`); an asset without a policy fails loading with its name. Every asset also
+gets its automation condition (reliability.automation), and each automated group its sensor.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from reliability.automation.defs import automation_condition_for, automation_sensors
 from reliability.config import SourcedPolicy, default_policy, load_asset_policies
 from reliability.contracts import defs as contracts_area
 from reliability.dbt import defs as dbt_area
@@ -70,8 +72,28 @@ def build_definitions(settings: Settings) -> dg.Definitions:
              reconciliation_area.defs(settings)]
     if settings.shop_demo:
         areas += [shop_area.defs(settings), kafka_area.defs(settings)]
-    merged = dg.Definitions.merge(*areas)
-    return _with_policies(merged, policies, default_policy(settings.policy))
+    with_policies = _with_policies(dg.Definitions.merge(*areas), policies, default_policy(settings.policy))
+    return _with_automation(with_policies, settings)
+
+
+def _with_automation(defs: dg.Definitions, settings: Settings) -> dg.Definitions:
+    """Every executable asset gets its automation condition; every automated group its sensor."""
+    assets: list = []
+    groups: set[str] = set()
+    for assets_def in defs.assets or []:
+        if isinstance(assets_def, dg.AssetsDefinition) and assets_def.is_executable:
+            assets_def = assets_def.map_asset_specs(
+                lambda spec: spec.replace_attributes(automation_condition=automation_condition_for(spec))
+            )
+            groups |= {spec.group_name or "default" for spec in assets_def.specs if spec.automation_condition}
+        assets.append(assets_def)
+    return dg.Definitions.merge(
+        dg.Definitions(assets=assets),
+        dg.Definitions(
+            asset_checks=defs.asset_checks, jobs=defs.jobs, schedules=defs.schedules,
+            sensors=[*(defs.sensors or []), *automation_sensors(groups, settings)], resources=defs.resources,
+        ),
+    )
 
 
 defs = build_definitions(get_settings())

@@ -15,8 +15,12 @@ DUCKDB_POOL = "duckdb"
 
 
 def daily_partitions(settings: Settings) -> DailyPartitionsDefinition:
-    """The one daily partitioning of the warehouse: raw tables and daily dbt models share it."""
-    return DailyPartitionsDefinition(start_date=settings.partitions_start_date.isoformat())
+    """The one daily partitioning of the warehouse: raw tables and daily dbt models share it.
+
+    It starts where the data starts (`partitions_start_date`; `scripts/start.sh` sets it to the first
+    generated day) and ends with today."""
+    # end_offset=1: today has a partition too, so the data arriving today can be built and checked
+    return DailyPartitionsDefinition(start_date=settings.partitions_start_date.isoformat(), end_offset=1)
 
 
 @lru_cache(maxsize=8)

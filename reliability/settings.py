@@ -14,7 +14,7 @@ from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reliability.config import PolicySettings, parse_policy_settings
 from reliability.errors import ConfigError
@@ -33,8 +33,9 @@ ENV_OVERRIDES: dict[str, str] = {
     "incident_store_url": "RELIABILITY_INCIDENT_STORE_URL",
     "partitions_start_date": "RELIABILITY_PARTITIONS_START_DATE",
     "shop_demo": "RELIABILITY_SHOP_DEMO",
+    "automation_interval_seconds": "RELIABILITY_AUTOMATION_INTERVAL_SECONDS",
 }
-_NOT_PATHS = {"incident_store_url", "partitions_start_date", "shop_demo"}
+_NOT_PATHS = {"incident_store_url", "partitions_start_date", "shop_demo", "automation_interval_seconds"}
 # settings fields only the file sets (structured, no environment override)
 FILE_ONLY_FIELDS = ("policy",)
 
@@ -54,6 +55,8 @@ class Settings(BaseModel):
     partitions_start_date: date = date(2026, 1, 1)
     # include the demo shop's generated raw tables (and its Kafka feed) as assets
     shop_demo: bool = False
+    # how often the automation sensors evaluate which partitions to build
+    automation_interval_seconds: int = Field(default=30, ge=5)
     # default owner/tier/freshness and ordered path/tag rules for assets that declare none themselves
     policy: PolicySettings = PolicySettings()
     source_file: Path | None = None

@@ -10,8 +10,13 @@ export SODA_CORE_TELEMETRY_ENABLED=false DO_NOT_TRACK=1
 mkdir -p "$DAGSTER_HOME"
 [ -f "$DAGSTER_HOME/dagster.yaml" ] || cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 
-.venv/bin/reliability shop generate --days "${SHOP_DAYS:-7}" --tables raw_customers,raw_payments
+days=${SHOP_DAYS:-7}
+# The daily partitions start where the data starts (and end with today): "Materialize all" means this week.
+export RELIABILITY_PARTITIONS_START_DATE=${RELIABILITY_PARTITIONS_START_DATE:-$(date -u -d "-$((days - 1)) days" +%F)}
 .venv/bin/reliability kafka up
-.venv/bin/reliability kafka produce --days "${SHOP_DAYS:-7}"
+.venv/bin/reliability kafka produce --days "$days"
+# From here the platform runs by itself: the orders sensor ingests the topic (raw_orders' contract runs after
+# every micro-batch), the automation sensors load raw_customers / raw_payments and build every daily partition
+# of the dbt models once its inputs are in, and the incident sensor watches the event log.
 
 exec .venv/bin/dagster dev -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}" -w workspace.yaml

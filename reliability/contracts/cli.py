@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--dir", default=None, help="contracts folder (default: from settings)")
     verify.add_argument("--warehouse", default=None, help="DuckDB file (default: from settings)")
     verify.add_argument("--json", action="store_true", help="one JSON object per check")
+    verify.add_argument(
+        "--partition", metavar="DAY", help="check only this daily partition, as a daily run does (e.g. 2026-11-20)"
+    )
     verify.set_defaults(handler=_verify)
 
 
@@ -54,12 +57,22 @@ def _list(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from reliability.clock import utcnow
+    from reliability.contracts.evaluate import partition_bounds_variables, run_variables
     from reliability.contracts.runner import verify_contract
     from reliability.contracts.spec import BrokenContract, discover_contracts
     from reliability.errors import UserFacingError
     from reliability.settings import get_settings
 
-    warehouse = Path(args.warehouse) if args.warehouse else get_settings().warehouse_path
+    settings = get_settings()
+    warehouse = Path(args.warehouse) if args.warehouse else settings.warehouse_path
+    variables = partition_bounds_variables(settings.partitions_start_date, utcnow().date())
+    if args.partition is not None:
+        window = run_variables({"dagster/partition": args.partition})
+        if not window:
+            raise UserFacingError(f"--partition must be a day like 2026-11-20 (or an hour like 2026-11-20-13:00), "
+                                  f"got {args.partition!r}")  # fmt: skip
+        variables.update(window)
     contracts = discover_contracts(_folder(args))
     if args.tables:
         contracts = [c for c in contracts if c.asset_name in set(args.tables)]
@@ -71,7 +84,7 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"{contract.asset_name}.{contract.check_name}: FAILED {contract.message}")
             worst = 1
             continue
-        for outcome in verify_contract(contract, warehouse):
+        for outcome in verify_contract(contract, warehouse, variables=variables):
             if not outcome.passed and outcome.severity == "error":
                 worst = 1
             if args.json:

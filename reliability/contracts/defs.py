@@ -9,17 +9,20 @@ in another process while a writer holds the file.
 from __future__ import annotations
 
 import logging
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
 
-from reliability.contracts.evaluate import PARTITION_END_VARIABLE, Outcome, partition_end
+from reliability.clock import utcnow
+from reliability.contracts.evaluate import PARTITION_END_VARIABLE, Outcome, partition_bounds_variables, run_variables
 from reliability.contracts.spec import (
     BrokenContract,
     ContractSpec,
     discover_contracts,
     safe_name_part,
 )
+from reliability.partitions import PARTITION_KEYS_METADATA, partition_keys
 from reliability.settings import Settings, get_settings
 
 DUCKDB_POOL = "duckdb"
@@ -61,8 +64,13 @@ def _op_name(path: Path, taken: set[str]) -> str:
     return name
 
 
-def contract_check(contract: ContractSpec, warehouse_path: Path, op_name: str) -> dg.AssetChecksDefinition:
-    """The multi-asset check verifying one contract: Soda runs once, one result per selected spec."""
+def contract_check(
+    contract: ContractSpec, warehouse_path: Path, op_name: str, partitions_start: date | None = None
+) -> dg.AssetChecksDefinition:
+    """The multi-asset check verifying one contract: Soda runs once, one result per selected spec.
+
+    `partitions_start` (the first daily partition) binds PARTITIONS_FIRST_DAY / PARTITIONS_END, so a
+    contract can flag rows dated outside every partition; "today" is read when the check runs."""
     asset = dg.AssetKey([contract.asset_name])
     specs = [
         dg.AssetCheckSpec(
@@ -93,11 +101,14 @@ def contract_check(contract: ContractSpec, warehouse_path: Path, op_name: str) -
         from reliability.contracts.runner import verify_contract
 
         selected = [k.name for k in context.selected_asset_check_keys if k.asset_key == asset]
-        end = partition_end(context.run.tags) if PARTITION_END_VARIABLE in contract.variables else None
-        variables = {PARTITION_END_VARIABLE: end} if end else None
-        for outcome in verify_contract(contract, warehouse_path, selected, variables=variables):
-            if end:
-                outcome.metadata["partition_end"] = end
+        bounds = partition_bounds_variables(partitions_start, utcnow().date()) if partitions_start else {}
+        variables = {**bounds, **run_variables(context.run.tags)}
+        keys = partition_keys(context.run.tags)
+        for outcome in verify_contract(contract, warehouse_path, selected, variables=variables or None):
+            if PARTITION_END_VARIABLE in variables and PARTITION_END_VARIABLE in contract.variables:
+                outcome.metadata["partition_end"] = variables[PARTITION_END_VARIABLE]
+            if keys:
+                outcome.metadata[PARTITION_KEYS_METADATA] = dg.MetadataValue.json(keys)
             yield to_check_result(outcome, contract.asset_name)
 
     return _verify
@@ -127,7 +138,9 @@ def broken_contract_check(contract: BrokenContract, op_name: str) -> dg.AssetChe
     return _broken
 
 
-def build_contract_checks(contracts_dir: Path, warehouse_path: Path) -> list[dg.AssetChecksDefinition]:
+def build_contract_checks(
+    contracts_dir: Path, warehouse_path: Path, partitions_start: date | None = None
+) -> list[dg.AssetChecksDefinition]:
     """One check definition per contract file; nothing here may break the code location."""
     taken: set[str] = set()
     checks: list[dg.AssetChecksDefinition] = []
@@ -135,7 +148,7 @@ def build_contract_checks(contracts_dir: Path, warehouse_path: Path) -> list[dg.
         op_name = _op_name(contract.path, taken)
         if isinstance(contract, ContractSpec):
             try:
-                checks.append(contract_check(contract, warehouse_path, op_name))
+                checks.append(contract_check(contract, warehouse_path, op_name, partitions_start))
                 continue
             except Exception as exc:  # a name Dagster refuses, for instance
                 contract = BrokenContract(
@@ -153,10 +166,12 @@ def defs(
     settings: Settings | None = None, *, contracts_dir: Path | None = None, warehouse_path: Path | None = None
 ) -> dg.Definitions:
     """Asset checks for every contract in the configured contracts folder (RELIABILITY_CONTRACTS_DIR)."""
-    if contracts_dir is None or warehouse_path is None:
-        settings = settings or get_settings()
+    if settings is None and (contracts_dir is None or warehouse_path is None):
+        settings = get_settings()
+    if settings is not None:
         contracts_dir = contracts_dir or settings.contracts_dir
         warehouse_path = warehouse_path or settings.warehouse_path
     if not Path(contracts_dir).is_dir():
         log.warning("Soda contracts folder %s does not exist: no contract checks", contracts_dir)
-    return dg.Definitions(asset_checks=build_contract_checks(Path(contracts_dir), Path(warehouse_path)))
+    start = settings.partitions_start_date if settings is not None else None
+    return dg.Definitions(asset_checks=build_contract_checks(Path(contracts_dir), Path(warehouse_path), start))

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reliability.contracts.spec import CheckSpec
+from reliability.contracts.spec import WINDOW_END_VARIABLE, WINDOW_START_VARIABLE, CheckSpec
+from reliability.partitions import partition_window
 
 PASSED, FAILED, WARN, NOT_EVALUATED, EXCLUDED = "PASSED", "FAILED", "WARN", "NOT_EVALUATED", "EXCLUDED"
 MAX_TEXT = 200  # characters kept of one sampled value
@@ -170,24 +171,50 @@ def schema_diff(declared: Mapping[str, str | None], actual: Sequence[tuple[str, 
 
 
 PARTITION_END_VARIABLE = "PARTITION_END"
-_PARTITION_TAGS = ("dagster/asset_partition_range_end", "dagster/partition")
 
 
 def partition_end(tags: Mapping[str, str]) -> str | None:
-    """End of the daily/hourly partition (or range) a run processes, as an ISO UTC timestamp.
+    """End of the partition (range) a run processes, as an ISO UTC timestamp.
 
     Contracts that declare the Soda variable PARTITION_END measure business-time freshness against
     it, so checking (or backfilling) an old day does not warn that the day is old. None when the run
     is not time-partitioned: Soda then uses its default, now.
     """
-    for tag in _PARTITION_TAGS:
-        key = tags.get(tag)
-        if not key:
-            continue
-        for fmt, step in (("%Y-%m-%d", dt.timedelta(days=1)), ("%Y-%m-%d-%H:%M", dt.timedelta(hours=1))):
-            try:
-                start = dt.datetime.strptime(key, fmt).replace(tzinfo=dt.UTC)
-            except ValueError:
-                continue
-            return (start + step).isoformat()
-    return None
+    window = partition_window(tags)
+    return window[1].isoformat() if window else None
+
+
+def window_literal(at: dt.datetime) -> str:
+    """A window bound as the contract filter compares it: 'YYYY-MM-DD' at midnight, else with the time.
+
+    A plain date literal lets DuckDB compare a DATE column without a cast, so it can skip row groups.
+    """
+    at = at.astimezone(dt.UTC)
+    return at.date().isoformat() if at.time() == dt.time(0) else at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def window_variables(window: tuple[dt.datetime, dt.datetime]) -> dict[str, str]:
+    """The Soda variables that bind a contract's dataset filter to `window`."""
+    return {WINDOW_START_VARIABLE: window_literal(window[0]), WINDOW_END_VARIABLE: window_literal(window[1])}
+
+
+PARTITIONS_FIRST_DAY_VARIABLE = "PARTITIONS_FIRST_DAY"
+PARTITIONS_END_VARIABLE = "PARTITIONS_END"
+
+
+def partition_bounds_variables(first_day: dt.date, today: dt.date) -> dict[str, str]:
+    """Soda variables bounding every daily partition there is: [first day, tomorrow). Contracts that
+    declare them can flag rows dated outside every partition (rows no daily run would ever check)."""
+    return {
+        PARTITIONS_FIRST_DAY_VARIABLE: first_day.isoformat(),
+        PARTITIONS_END_VARIABLE: (today + dt.timedelta(days=1)).isoformat(),
+    }
+
+
+def run_variables(tags: Mapping[str, str]) -> dict[str, str]:
+    """Soda variables from a run's partition: the window the contract filter binds to and its end
+    (business-time freshness). Empty outside time-partitioned runs: the contract defaults apply."""
+    window = partition_window(tags)
+    if window is None:
+        return {}
+    return {**window_variables(window), PARTITION_END_VARIABLE: window[1].isoformat()}

@@ -26,12 +26,24 @@ from reliability.contracts.evaluate import (
     plain,
     schema_diff,
 )
-from reliability.contracts.spec import BrokenContract, CheckSpec, ContractSpec, load_contract
+from reliability.contracts.spec import (
+    WINDOW_VARIABLES,
+    BrokenContract,
+    CheckSpec,
+    ContractSpec,
+    load_contract,
+)
 
 
 def _quiet_soda() -> None:
     """Soda Core sends telemetry unless told not to; the platform never does."""
     os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
+
+
+def partition_scope(variables: Mapping[str, str]) -> str:
+    """'partition window [start, end)': which rows a partition's check result is about."""
+    start, end = (variables[k] for k in WINDOW_VARIABLES)
+    return f"partition window [{start}, {end})"
 
 
 def run_soda(
@@ -80,8 +92,21 @@ def _fetch_dicts(con: Any, query: sql.Query) -> list[dict[str, Any]]:
     return [{n: plain(v) for n, v in zip(names, row, strict=True)} for row in cursor.fetchall()]
 
 
-def _sample_query(contract: ContractSpec, check: CheckSpec, limit: int) -> sql.Query | None:
-    filters = [contract.dataset_filter, check.check_filter]
+def check_variables(
+    contract: ContractSpec, check: CheckSpec, variables: Mapping[str, str] | None
+) -> dict[str, str]:
+    """The variables one check runs with: a whole-table check drops the partition window (defaults apply)."""
+    given = dict(variables or {})
+    if check.whole_table:
+        for name in WINDOW_VARIABLES:
+            given.pop(name, None)
+    return {k: v for k, v in given.items() if k in contract.variables}
+
+
+def _sample_query(
+    contract: ContractSpec, check: CheckSpec, limit: int, variables: Mapping[str, str]
+) -> sql.Query | None:
+    filters = [contract.resolved(contract.dataset_filter, variables), contract.resolved(check.check_filter, variables)]
     args = (contract.prefixes, contract.table)
     if check.kind == "missing":
         return sql.missing_sample(*args, check.column, check.rules, filters, limit)
@@ -94,19 +119,25 @@ def _sample_query(contract: ContractSpec, check: CheckSpec, limit: int) -> sql.Q
 
 
 def _add_evidence(
-    con: Any, contract: ContractSpec, outcome: Outcome, actual: list[tuple[str, str]], limit: int
+    con: Any,
+    contract: ContractSpec,
+    outcome: Outcome,
+    actual: list[tuple[str, str]],
+    limit: int,
+    variables: Mapping[str, str],
 ) -> None:
     """Attach what a human needs to see next to a failed check: rows, columns or the latest value."""
     check = outcome.check
     try:
         if outcome.wants_sample:
-            query = _sample_query(contract, check, limit)
+            query = _sample_query(contract, check, limit, variables)
             if query is not None:
                 outcome.sample = _fetch_dicts(con, query)
         elif check.kind == "schema":
             outcome.metadata.update(schema_diff(contract.data_types, actual))
         elif check.kind == "freshness" and outcome.metadata.get("soda_outcome") in (FAILED, WARN):
-            query = sql.max_value(contract.prefixes, contract.table, check.columns[0], [contract.dataset_filter])
+            filters = [contract.resolved(contract.dataset_filter, variables)]
+            query = sql.max_value(contract.prefixes, contract.table, check.columns[0], filters)
             outcome.metadata["latest_value"] = plain(con.execute(query.sql, list(query.params)).fetchone()[0])
     except Exception as exc:  # evidence is best effort; the verdict stands without it
         outcome.metadata["evidence_error"] = f"{type(exc).__name__}: {exc}"[:500]
@@ -146,24 +177,35 @@ def verify_on_connection(
             to_run.append(spec)
 
     records: dict[str, SodaRecord] = {}
-    errors = ""
-    if to_run:
-        everything = len(to_run) == len(current.checks)
+    errors: dict[str, str] = {}
+    # one Soda run per set of variables: the partition's checks, then the whole-table ones (if any)
+    groups: dict[tuple[tuple[str, str], ...], list[CheckSpec]] = {}
+    for spec in to_run:
+        groups.setdefault(tuple(sorted(check_variables(current, spec, variables).items())), []).append(spec)
+    for key, specs in groups.items():
+        everything = len(specs) == len(current.checks)
         try:
-            paths = None if everything else [c.soda_path for c in to_run]
-            records, errors = run_soda(con, current, paths, variables)
+            paths = None if everything else [c.soda_path for c in specs]
+            got, error = run_soda(con, current, paths, dict(key))
+            # Soda reports the checks it was not asked for as excluded: keep this group's results only
+            records.update({c.soda_path: got[c.soda_path] for c in specs if c.soda_path in got})
         except Exception as exc:  # Soda rejected the contract or the query failed
-            errors = f"Soda could not verify the contract: {type(exc).__name__}: {exc}"
+            error = f"Soda could not verify the contract: {type(exc).__name__}: {exc}"
+        errors.update(dict.fromkeys((c.name for c in specs), error))
+    windowed = current.partition_windowed and all(variables and k in variables for k in WINDOW_VARIABLES)
     for check in wanted:
         if check.name in outcomes:
             continue
         spec = by_name.get(check.name, check)
-        outcome = outcome_from_soda(spec, records.get(spec.soda_path), loaded.path, errors)
+        outcome = outcome_from_soda(spec, records.get(spec.soda_path), loaded.path, errors.get(spec.name, ""))
         if spec is check and check.name not in by_name:
             outcome.metadata["error"] = f"{loaded.path}: check {check.soda_path} is no longer in the contract"
             outcome.description = outcome.metadata["error"] + "; reload the code location"
         else:
-            _add_evidence(con, current, outcome, actual, sample_limit)
+            used = check_variables(current, spec, variables)
+            if windowed:
+                outcome.metadata["checked_rows"] = "whole table" if spec.whole_table else partition_scope(used)
+            _add_evidence(con, current, outcome, actual, sample_limit, used)
         outcomes[check.name] = outcome
     return [outcomes[c.name] for c in wanted]
 

@@ -50,6 +50,15 @@ RULE_KEYS = (
 # `check_attributes` (Soda passes attributes through untouched).
 BLOCKING_ATTRIBUTE = "dagster_blocking"
 SEVERITY_ATTRIBUTE = "dagster_severity"
+# A check that must see every day even in a partitioned run (e.g. ids unique across days).
+WHOLE_TABLE_ATTRIBUTE = "dagster_whole_table"
+
+# The Soda variables a contract's dataset `filter` uses to see only the partition a run builds:
+# `[start, end)` as 'YYYY-MM-DD' (or 'YYYY-MM-DD HH:MM:SS'), set by the platform from the run.
+WINDOW_START_VARIABLE = "PARTITION_WINDOW_START"
+WINDOW_END_VARIABLE = "PARTITION_WINDOW_END"
+WINDOW_VARIABLES = (WINDOW_START_VARIABLE, WINDOW_END_VARIABLE)
+_VARIABLE_REFERENCE = re.compile(r"\$\{ *var\.([a-zA-Z_][a-zA-Z_0-9]*) *\}")
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9_]+$")
 # libyaml's safe loader when present: contracts are parsed at every load and every check run
@@ -72,6 +81,7 @@ class CheckSpec:
     title: str = ""
     blocking: bool = True
     severity: str = "error"  # severity of a failure: "error" or "warn"
+    whole_table: bool = False  # ignores the partition window (attribute dagster_whole_table)
 
 
 @dataclass(frozen=True)
@@ -87,10 +97,21 @@ class ContractSpec:
     checks: tuple[CheckSpec, ...]
     dataset_filter: str | None = None
     variables: tuple[str, ...] = ()  # names declared under `variables:`
+    variable_defaults: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def asset_name(self) -> str:
         return self.table
+
+    @property
+    def partition_windowed(self) -> bool:
+        """Whether the dataset filter restricts checks to the partition window a run passes."""
+        used = set(_VARIABLE_REFERENCE.findall(self.dataset_filter or ""))
+        return set(WINDOW_VARIABLES) <= used
+
+    def resolved(self, sql_text: str | None, variables: Mapping[str, str] | None = None) -> str | None:
+        """A contract filter as Soda runs it: each `${var.X}` replaced by the given value or its default."""
+        return substitute_variables(sql_text, {**self.variable_defaults, **(variables or {})}, self.path)
 
     @property
     def schema(self) -> str | None:
@@ -113,6 +134,20 @@ class BrokenContract:
 
 class ContractProblem(ValueError):
     """A reason why a contract cannot be used (message is shown to users)."""
+
+
+def substitute_variables(sql_text: str | None, values: Mapping[str, str], path: Path | str) -> str | None:
+    """`${var.X}` in a contract's SQL replaced by `values[X]`, as Soda does before it runs the SQL."""
+    if sql_text is None:
+        return None
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise ContractProblem(f"{path}: SQL uses variable '{name}' without a value or default")
+        return values[name]
+
+    return _VARIABLE_REFERENCE.sub(value, sql_text)
 
 
 def safe_name_part(text: str) -> str:
@@ -165,6 +200,13 @@ def _policy(attributes: Mapping[str, Any], where: str, threshold: Mapping[str, A
     if not isinstance(blocking, bool):
         raise ContractProblem(f"{where}: attribute {BLOCKING_ATTRIBUTE} must be true or false, got {blocking!r}")
     return blocking and severity == "error", severity
+
+
+def _whole_table(attributes: Mapping[str, Any], where: str) -> bool:
+    whole = attributes.get(WHOLE_TABLE_ATTRIBUTE, False)
+    if not isinstance(whole, bool):
+        raise ContractProblem(f"{where}: attribute {WHOLE_TABLE_ATTRIBUTE} must be true or false, got {whole!r}")
+    return whole
 
 
 def _check_items(container: Mapping[str, Any], where: str) -> list[tuple[str, dict[str, Any]]]:
@@ -305,6 +347,7 @@ def parse_contract(path: Path, text: str) -> ContractSpec:
                 title=_title(kind, column, body),
                 blocking=blocking,
                 severity=severity,
+                whole_table=_whole_table(attributes, f"{where}, check '{kind}'"),
             )
         )
 
@@ -337,6 +380,16 @@ def parse_contract(path: Path, text: str) -> ContractSpec:
     variables = doc.get("variables") or {}
     if not isinstance(variables, Mapping):
         raise ContractProblem("'variables' must be a mapping of variable names")
+    defaults = _variable_defaults(variables)
+    text_filter = dataset_filter.strip() if isinstance(dataset_filter, str) and dataset_filter.strip() else None
+    used = set(_VARIABLE_REFERENCE.findall(text_filter or ""))
+    undeclared = sorted(used - {str(v) for v in variables})
+    if undeclared:
+        raise ContractProblem(f"'filter' uses variable '{undeclared[0]}', which is not declared under 'variables'")
+    windowed = used & set(WINDOW_VARIABLES)
+    if windowed and windowed != set(WINDOW_VARIABLES):
+        both = " and ".join(WINDOW_VARIABLES)
+        raise ContractProblem(f"'filter' must use both {both} (the partition window), or neither")
     return ContractSpec(
         path=path,
         datasource=datasource,
@@ -345,9 +398,22 @@ def parse_contract(path: Path, text: str) -> ContractSpec:
         columns=tuple(columns),
         data_types=data_types,
         checks=tuple(checks),
-        dataset_filter=dataset_filter.strip() if isinstance(dataset_filter, str) and dataset_filter.strip() else None,
+        dataset_filter=text_filter,
         variables=tuple(str(v) for v in variables),
+        variable_defaults=defaults,
     )
+
+
+def _variable_defaults(variables: Mapping[str, Any]) -> dict[str, str]:
+    """`default:` of each declared variable that has a literal one (Soda-namespace defaults are Soda's)."""
+    defaults: dict[str, str] = {}
+    for name, body in variables.items():
+        if body is not None and not isinstance(body, Mapping):
+            raise ContractProblem(f"variable '{name}' must be a mapping (e.g. 'default: ...'), got {body!r}")
+        default = (body or {}).get("default")
+        if isinstance(default, str | int | float) and not isinstance(default, bool) and "${" not in str(default):
+            defaults[str(name)] = str(default)
+    return defaults
 
 
 _DATASET_LINE = re.compile(r"^dataset:[ \t]*([^#\n]+)", re.MULTILINE)

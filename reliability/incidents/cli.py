@@ -171,11 +171,11 @@ def _show(inc: Any) -> None:
         head.add_row(_t(label), _t(value))
     console.print(head)
     assets = Table(title="affected assets")
-    for col in ("asset", "role", "depth", "tier", "owners", "kind"):
+    for col in ("asset", "role", "depth", "tier", "owners", "partitions", "kind"):
         assets.add_column(col, overflow="fold")
     for a in inc.assets:
         assets.add_row(_t(a.asset_key), _t(a.role), _t(a.depth), _t(a.tier or "-"), _t(", ".join(a.owners)),
-                       _t(a.kind))  # fmt: skip
+                       _t(", ".join(a.partitions) or "-"), _t(a.kind))  # fmt: skip
     console.print(assets)
     timeline = Table(title="timeline (UTC)")
     for col in ("at", "kind", "actor", "message"):

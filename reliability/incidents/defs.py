@@ -12,7 +12,8 @@ from typing import Any
 import dagster as dg
 
 from reliability.incidents.config import load_incidents_config, open_store
-from reliability.incidents.detection import Cursor, run_tick
+from reliability.incidents.detection import run_tick
+from reliability.incidents.eventlog import Cursor
 from reliability.incidents.lineage import graph_from_asset_graph
 
 SENSOR_NAME = "incident_detection_sensor"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from reliability.incidents.triage import EXPOSURE_KINDS, AssetInfo, LineageGraph, parse_tier
+from reliability.incidents.triage import EXPOSURE_KINDS, AssetInfo, LineageGraph, PartitionMapper, parse_tier
 
 KIND_TAG_PREFIX = "dagster/kind/"
 _CACHE: dict[int, tuple[Any, LineageGraph]] = {}
@@ -47,7 +48,7 @@ def graph_from_asset_graph(asset_graph: Any) -> LineageGraph:
         key = node.key.to_user_string()
         children[key] = [c.to_user_string() for c in node.child_keys]
         info[key] = asset_info(node)
-    graph = LineageGraph(children, info)
+    graph = LineageGraph(children, info, partition_mapper(asset_graph))
     _CACHE.clear()
     _CACHE[id(asset_graph)] = (asset_graph, graph)
     return graph
@@ -55,3 +56,29 @@ def graph_from_asset_graph(asset_graph: Any) -> LineageGraph:
 
 def graph_from_definitions(defs: Any) -> LineageGraph:
     return graph_from_asset_graph(defs.resolve_asset_graph())
+
+
+def partition_mapper(asset_graph: Any) -> PartitionMapper | None:
+    """Dagster's partition mappings as a plain function, or None when every edge between two
+    partitioned assets maps a key to itself (same partitioning, identity mapping): triage then
+    takes its fast path."""
+    import dagster as dg
+
+    def identity(child: Any, parent_key: Any) -> bool:
+        parent = asset_graph.get(parent_key)
+        if parent.partitions_def is None or child.partitions_def is None:
+            return True
+        mapping = asset_graph.get_partition_mapping(child.key, parent_key)
+        same_keys = mapping in (dg.IdentityPartitionMapping(), dg.TimeWindowPartitionMapping())
+        return same_keys and parent.partitions_def == child.partitions_def
+
+    nodes = list(asset_graph.asset_nodes)
+    if all(identity(node, parent) for node in nodes for parent in node.parent_keys):
+        return None
+
+    @lru_cache(maxsize=65_536)
+    def mapped(parent: str, key: str, child: str) -> tuple[str, ...]:
+        parent_key, child_key = dg.AssetKey.from_user_string(parent), dg.AssetKey.from_user_string(child)
+        return tuple(asset_graph.get_child_partition_keys_of_parent(key, parent_key, child_key))
+
+    return mapped

@@ -100,7 +100,15 @@ class Detection:
     run_id: str | None = None
     impact_started_at: datetime | None = None  # e.g. when the bad data was materialized
     metadata: dict[str, object] = field(default_factory=dict)
+    partition_keys: tuple[str, ...] = ()  # every key the signal is about (a run over a range has many)
 
     @property
     def signal_key(self) -> str:
         return f"{self.asset_key}::{self.signal}"
+
+    @property
+    def partitions(self) -> tuple[str, ...]:
+        """The partition keys this detection is about; () when unknown (then: every partition)."""
+        if self.partition_keys:
+            return self.partition_keys
+        return (self.partition,) if self.partition else ()

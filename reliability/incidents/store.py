@@ -51,12 +51,17 @@ from reliability.incidents.model import (
 )
 from reliability.incidents.notify import ALERTMANAGER, IncidentSnapshot, OutboxMessage, Router, alertmanager_payload
 from reliability.incidents.triage import (
+    ALL_PARTITIONS,
+    DETECTED_PARTITIONS,
     AssetInfo,
     BlastRadius,
     LineageGraph,
     SeverityFacts,
     blast_radius,
     classify_severity,
+    merge_radius_partitions,
+    partitions_by_asset,
+    with_detected_partitions,
 )
 
 SYSTEM_ACTOR = "reliability-sensor"
@@ -133,6 +138,7 @@ class IncidentAsset:
     tier: str | None
     owners: list[str]
     kind: str
+    partitions: list[str] = field(default_factory=list)  # partition keys hit; ["<all>"]; [] unpartitioned
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -142,6 +148,7 @@ class IncidentAsset:
             "tier": self.tier,
             "owners": self.owners,
             "kind": self.kind,
+            "partitions": self.partitions,
         }
 
 
@@ -235,6 +242,7 @@ class Incident:
         }
         if full:
             out["affected_assets"] = [a.asset_key for a in self.assets if a.role in ("root", "failing")]
+            out["affected_partitions"] = partitions_by_asset(self.blast_radius)
             out["assets"] = [a.to_dict() for a in self.assets]
             out["blast_radius"] = self.blast_radius
             out["root_cause"] = self.root_cause
@@ -555,10 +563,23 @@ class IncidentStore:
     def _triage(self, roots: Sequence[str], d: Detection, lineage: LineageGraph | None,
                 error_level: bool) -> tuple[BlastRadius, Severity, str]:  # fmt: skip
         graph = lineage or LineageGraph({}, {})
-        radius = blast_radius(graph, roots, d.partition)
+        radius = blast_radius(graph, roots, d.partitions)
         facts = SeverityFacts.of(radius, "ERROR" if error_level else "WARN", d.fault_class)
         severity, reason = classify_severity(facts)
         return radius, severity, reason
+
+    @staticmethod
+    def _radius_with_partitions_of(d: Detection, lineage: LineageGraph | None, values: dict[str, object],
+                                   inc: Incident) -> dict | None:  # fmt: skip
+        """The incident's blast radius with the partitions `d` reaches added (mapped downstream from
+        its asset), or None when it lists them already."""
+        current = json.loads(values["blast_radius"]) if "blast_radius" in values else inc.blast_radius  # type: ignore[arg-type]
+        known = (current.get(DETECTED_PARTITIONS) or {}).get(d.asset_key) or []
+        wanted = set(d.partitions) or {ALL_PARTITIONS}
+        if ALL_PARTITIONS in known or wanted <= set(known):
+            return None
+        reached = blast_radius(lineage or LineageGraph({}, {}), [d.asset_key], d.partitions).to_dict()
+        return with_detected_partitions(merge_radius_partitions(reached, current), d.asset_key, d.partitions)
 
     def _asset_rows(self, inc_id: int, radius: BlastRadius, failing: set[str], now: datetime,
                     existing: set[str]) -> list[dict]:  # fmt: skip
@@ -593,7 +614,7 @@ class IncidentStore:
             "detected_at": d.occurred_at,
             "last_detected_at": d.occurred_at,
             "updated_at": now,
-            "blast_radius": _dumps(radius.to_dict()),
+            "blast_radius": _dumps(with_detected_partitions(radius.to_dict(), d.asset_key, d.partitions)),
             "root_cause": _dumps({"asset_key": d.asset_key, "text": f"most upstream failing asset: {d.asset_key}"}),
             "version": 1,
         }
@@ -661,7 +682,7 @@ class IncidentStore:
             values.update(
                 root_asset=new_root,
                 title=f"{d.fault_class.value.replace('_', ' ')} on {new_root}: {d.signal}",
-                blast_radius=_dumps(radius.to_dict()),
+                blast_radius=_dumps(merge_radius_partitions(inc.blast_radius, radius.to_dict())),
                 owners=_dumps(sorted(set(inc.owners) | set(info.owners))),
                 root_cause=_dumps({"asset_key": new_root, "text": f"most upstream failing: {new_root}"}),
             )
@@ -682,6 +703,9 @@ class IncidentStore:
                 rows += extra
             state.asset_rows += rows
             existing.update(r["asset_key"] for r in rows)
+        widened = self._radius_with_partitions_of(d, lineage, values, inc)
+        if widened is not None:
+            values["blast_radius"] = _dumps(widened)
         previous_severity = None
         if severity is not None and Severity(severity).rank < Severity(inc.severity).rank:  # only escalate
             previous_severity = inc.severity
@@ -799,8 +823,10 @@ class IncidentStore:
     def get(self, incident_id: int) -> Incident:
         with self._read() as conn:
             inc = self._get_row(conn, incident_id)
+            parts = partitions_by_asset(inc.blast_radius)
             assets = [
-                IncidentAsset(r.asset_key, r.role, r.depth, r.tier, list(_loads(r.owners, [])), r.kind)  # type: ignore[call-overload]
+                IncidentAsset(r.asset_key, r.role, r.depth, r.tier, list(_loads(r.owners, [])), r.kind,  # type: ignore[call-overload]
+                              parts.get(r.asset_key, []))  # fmt: skip
                 for r in conn.execute(
                     select(t.incident_assets)
                     .where(t.incident_assets.c.incident_id == incident_id)
@@ -1015,10 +1041,12 @@ class IncidentStore:
                 return []
             assets: dict[int, list[IncidentAsset]] = {}
             ids = [i.id for i, _ in incidents]
+            parts = {i.id: partitions_by_asset(i.blast_radius) for i, _ in incidents}
             for chunk in _chunks(ids):
                 for r in conn.execute(select(t.incident_assets).where(t.incident_assets.c.incident_id.in_(chunk))):
                     assets.setdefault(r.incident_id, []).append(
-                        IncidentAsset(r.asset_key, r.role, r.depth, r.tier, list(_loads(r.owners, [])), r.kind)  # type: ignore[call-overload]
+                        IncidentAsset(r.asset_key, r.role, r.depth, r.tier, list(_loads(r.owners, [])), r.kind,  # type: ignore[call-overload]
+                                      parts[r.incident_id].get(r.asset_key, []))  # fmt: skip
                     )
         return [(Incident(**{**i.__dict__, "assets": assets.get(i.id, [])}), sig) for i, sig in incidents]
 
@@ -1057,6 +1085,7 @@ def _detection_data(d: Detection) -> dict[str, object]:
         "check_severity": d.check_severity,
         "fault_class": str(d.fault_class),
         "partition": d.partition,
+        "partition_keys": list(d.partitions),
         "run_id": d.run_id,
         "description": d.description,
     }
@@ -1072,7 +1101,7 @@ def _detection_row(d: Detection, incident_id: int | None, now: datetime) -> dict
         "passed": d.passed,
         "check_severity": d.check_severity,
         "fault_class": str(d.fault_class),
-        "partition_key": d.partition,
+        "partition_key": ",".join(d.partitions) or None,
         "run_id": d.run_id,
         "description": d.description[:4000],
         "occurred_at": d.occurred_at,

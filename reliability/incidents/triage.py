@@ -7,7 +7,7 @@ on synthetic graphs of any size.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -39,6 +39,11 @@ def parse_tier(value: object) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+# (parent asset, one of its partition keys, child asset) -> the child's partition keys that read it.
+# The Dagster glue builds one from the asset graph's partition mappings; None means identity.
+PartitionMapper = Callable[[str, str, str], Sequence[str]]
+
+
 class LineageGraph:
     """Asset lineage compiled to compact integer adjacency lists.
 
@@ -47,12 +52,13 @@ class LineageGraph:
     than walking networkx's dict-of-dicts.
     """
 
-    __slots__ = ("keys", "index", "children", "parents", "info", "_static")
+    __slots__ = ("keys", "index", "children", "parents", "info", "_static", "partition_mapper")
 
     def __init__(
         self,
         children: Mapping[str, Iterable[str]],
         info: Mapping[str, AssetInfo] | None = None,
+        partition_mapper: PartitionMapper | None = None,
     ) -> None:
         info = dict(info or {})
         keys: list[str] = []
@@ -83,6 +89,8 @@ class LineageGraph:
         self.parents: list[tuple[int, ...]] = [tuple(sorted(p)) for p in parent_lists]
         self.info: list[AssetInfo] = [info.get(k, AssetInfo()) for k in keys]
         self._static: list[tuple[str, tuple[str, ...], int | None, bool, str]] | None = None
+        # None: a partition key means the same key on every partitioned asset downstream
+        self.partition_mapper = partition_mapper
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -231,33 +239,120 @@ def md_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("`", "'")
 
 
-def blast_radius(graph: LineageGraph, roots: Sequence[str], failed_partition: str | None = None) -> BlastRadius:
+def blast_radius(
+    graph: LineageGraph, roots: Sequence[str], failed_partitions: str | Sequence[str] | None = None
+) -> BlastRadius:
     """All assets downstream of `roots` with depth, owners, tier, partitions hit and exposure kind.
 
-    Partitions: a failure on partition `p` is assumed to reach partition `p` of partitioned
-    downstream assets (identity mapping, the common daily-to-daily case); an unpartitioned failure
-    reaches every partition.
+    Partitions: the failure is about `failed_partitions` (keys of the data, e.g. the days a check
+    saw); without any it is about every partition (`<all>`). Downstream, keys follow the graph's
+    partition mapper between two partitioned assets (Dagster's partition mappings) and pass through
+    unpartitioned assets unchanged; without a mapper every partitioned asset gets the same keys.
     """
-
-    def impacted(key: str, depth: int, info: AssetInfo) -> ImpactedAsset:
-        if info.partitioned:
-            parts: tuple[str, ...] = (failed_partition,) if failed_partition else (ALL_PARTITIONS,)
-        else:
-            parts = ()
-        return ImpactedAsset(key, depth, info.owners, info.tier, parts, info.kind)
-
+    if isinstance(failed_partitions, str):
+        failed_partitions = (failed_partitions,)
+    all_parts = tuple(sorted(set(failed_partitions))) if failed_partitions else (ALL_PARTITIONS,)
     unique_roots = tuple(dict.fromkeys(roots))
-    out = [impacted(r, 0, graph.asset_info(r)) for r in unique_roots]
+    levels = graph.downstream_levels(unique_roots)
+    mapped = None
+    if graph.partition_mapper is not None and all_parts != (ALL_PARTITIONS,):
+        mapped = _mapped_partitions(graph, unique_roots, levels, all_parts)
+
+    def root(key: str) -> ImpactedAsset:
+        info = graph.asset_info(key)
+        return ImpactedAsset(key, 0, info.owners, info.tier, all_parts if info.partitioned else (), info.kind)
+
+    out = [root(r) for r in unique_roots]
     static = graph.static_rows()
-    all_parts = (failed_partition,) if failed_partition else (ALL_PARTITIONS,)
     append, make, cls = out.append, tuple.__new__, ImpactedAsset
-    for depth, level in enumerate(graph.downstream_levels(unique_roots), start=1):
+    for depth, level in enumerate(levels, start=1):
         level.sort()  # deterministic order: by position in the graph
         for i in level:
             key, owners, tier, partitioned, kind = static[i]
+            parts = (mapped[i] if mapped is not None else all_parts) if partitioned else ()
             # tuple.__new__ skips NamedTuple's argument handling: this loop runs 10k times for hubs
-            append(make(cls, (key, depth, owners, tier, all_parts if partitioned else (), kind)))
+            append(make(cls, (key, depth, owners, tier, parts, kind)))
     return BlastRadius(unique_roots, tuple(out))
+
+
+def _mapped_partitions(
+    graph: LineageGraph, roots: Sequence[str], levels: list[list[int]], failed: tuple[str, ...]
+) -> dict[int, tuple[str, ...]]:
+    """Partition keys per reached node, parents before children (Kahn's order over the reached set)."""
+    mapper = graph.partition_mapper
+    assert mapper is not None
+    keys, static = graph.keys, graph.static_rows()
+    reached = {graph.index[r] for r in roots if r in graph.index}
+    starts = set(reached)
+    reached.update(i for level in levels for i in level)
+    parts: dict[int, tuple[str, ...]] = {i: failed for i in starts}
+    waiting = {i: sum(1 for p in graph.parents[i] if p in reached) for i in reached if i not in starts}
+    ready = list(starts)
+    while ready:
+        node = ready.pop()
+        for child in graph.children[node]:
+            if child not in waiting:
+                continue
+            got = _map_keys(mapper, static, keys, node, child, parts[node])
+            parts[child] = merge_partition_keys(parts.get(child, ()), got)
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+    return parts
+
+
+def _map_keys(mapper: PartitionMapper, static: list, keys: list[str], parent: int, child: int,
+              parent_parts: tuple[str, ...]) -> tuple[str, ...]:  # fmt: skip
+    """The child's keys reading `parent_parts`: mapped between partitioned assets, else passed on."""
+    if ALL_PARTITIONS in parent_parts or not (static[parent][3] and static[child][3]):
+        return parent_parts
+    out: list[str] = []
+    for key in parent_parts:
+        try:
+            out.extend(mapper(keys[parent], key, keys[child]))
+        except Exception:  # noqa: BLE001 - a key the mapping cannot place: say "every partition"
+            return (ALL_PARTITIONS,)
+    return tuple(out)
+
+
+def merge_partition_keys(*groups: Sequence[str]) -> tuple[str, ...]:
+    """Union of partition-key lists, sorted; `<all>` absorbs everything else."""
+    union = {k for g in groups for k in g}
+    return (ALL_PARTITIONS,) if ALL_PARTITIONS in union else tuple(sorted(union))
+
+
+DETECTED_PARTITIONS = "detected_partitions"  # in a BlastRadius dict: asset -> keys its detections named
+
+
+def merge_radius_partitions(previous: Mapping[str, object], radius: Mapping[str, object]) -> dict[str, object]:
+    """`radius` (a BlastRadius dict) with each asset's partitions joined with those `previous` listed:
+    an incident keeps every partition any of its detections reached."""
+    before = {a["asset_key"]: a.get("partitions", []) for a in previous.get("assets", [])}  # type: ignore[union-attr]
+    assets = []
+    for a in radius.get("assets", []):  # type: ignore[union-attr]
+        keys = merge_partition_keys(before.get(a["asset_key"], []), a.get("partitions", []))
+        assets.append({**a, "partitions": list(keys)})
+    detected: dict[str, list[str]] = {}
+    for source in (previous, radius):
+        for key, keys in (source.get(DETECTED_PARTITIONS) or {}).items():  # type: ignore[union-attr]
+            detected[key] = list(merge_partition_keys(detected.get(key, []), keys))
+    return {**radius, "assets": assets, DETECTED_PARTITIONS: detected}
+
+
+def with_detected_partitions(radius: Mapping[str, object], asset_key: str, keys: Sequence[str]) -> dict[str, object]:
+    """`radius` recording that a detection on `asset_key` named `keys` (none: every partition)."""
+    detected = dict(radius.get(DETECTED_PARTITIONS) or {})  # type: ignore[call-overload]
+    detected[asset_key] = list(merge_partition_keys(detected.get(asset_key, []), keys or (ALL_PARTITIONS,)))
+    return {**radius, DETECTED_PARTITIONS: detected}
+
+
+def partitions_by_asset(radius: Mapping[str, object]) -> dict[str, list[str]]:
+    """Asset -> partition keys hit: partitioned assets of a BlastRadius dict, plus the keys detections
+    named on unpartitioned ones (a check on an unpartitioned table that saw one day names the day)."""
+    out = {a["asset_key"]: list(a["partitions"]) for a in radius.get("assets", []) if a.get("partitions")}  # type: ignore[union-attr]
+    for key, keys in (radius.get(DETECTED_PARTITIONS) or {}).items():  # type: ignore[union-attr]
+        out.setdefault(key, list(keys))
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

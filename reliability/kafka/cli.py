@@ -49,12 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--topic", default="shop.orders")
     ingest.add_argument("--group", default="reliability.raw_orders")
     ingest.add_argument("--max-seconds", type=float)
+    ingest.add_argument("--retry-for", type=float, default=30.0, help="seconds to retry transient broker errors")
     ingest.set_defaults(handler=_ingest)
 
     lag = subparsers.add_parser("lag", help="consumer lag per group (Burrow rules + time lag)")
     lag.add_argument("--group", action="append", default=[], help="only this group (repeatable)")
     lag.add_argument("--pattern", help="glob or regex of groups to show")
-    lag.add_argument("--samples", type=int, default=2, help="samples taken (time lag needs 2)")
+    lag.add_argument(
+        "--samples", type=int, default=2, help="samples taken (the first gives the verdict; time lag needs 2)"
+    )
     lag.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
     lag.add_argument("--json", action="store_true", help="JSON instead of a table")
     lag.set_defaults(handler=_lag)
@@ -153,17 +156,28 @@ def _produce_days(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from reliability.kafka.ingest import ingest
+    """One micro-batch; says how far it got and why it stopped (exit 1 when it stopped on an error)."""
+    import sys
+
+    from confluent_kafka import KafkaException
+
+    from reliability.errors import UserFacingError
+    from reliability.kafka.broker import bootstrap_servers
+    from reliability.kafka.ingest import Ingestor, run_retrying, summary
     from reliability.settings import get_settings
 
     warehouse = get_settings().warehouse_path
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    stats = ingest(warehouse, topic=args.topic, group_id=args.group, max_seconds=args.max_seconds)
-    print(
-        f"ingested {stats.rows} row(s), rejected {stats.rejected} to {args.topic}.dlq "
-        f"({stats.messages} message(s), {stats.seconds:.1f}s)"
-    )
-    return 0
+    ingestor = Ingestor(warehouse, topic=args.topic, group_id=args.group, bootstrap=bootstrap_servers())
+    try:
+        stats = run_retrying(ingestor, retry_for_s=args.retry_for, max_seconds=args.max_seconds)
+    except (UserFacingError, KafkaException):
+        print(summary(ingestor.stats, args.topic), file=sys.stderr)
+        return 1
+    finally:
+        ingestor.close()
+    print(summary(stats, args.topic))
+    return 1 if stats.stalled else 0
 
 
 def format_table(results) -> str:
@@ -194,7 +208,7 @@ def format_table(results) -> str:
 
 def _lag(args: argparse.Namespace) -> int:
     from reliability.kafka import broker, sampling
-    from reliability.kafka.lag import error_result
+    from reliability.kafka.lag import GroupStatus, error_result, worst_group_status
 
     watch = sampling.WatchConfig(groups=tuple(args.group), pattern=args.pattern)
     try:
@@ -211,5 +225,5 @@ def _lag(args: argparse.Namespace) -> int:
         print("no consumer groups found")
     else:
         print(format_table(results))
-    worst = max((r.status.value for r in results), key=["OK", "WARN", "ERR"].index, default="OK")
-    return {"OK": 0, "WARN": 0, "ERR": 1}[worst]
+    worst = worst_group_status(r.status for r in results)
+    return 1 if worst in (GroupStatus.ERR, GroupStatus.NOT_FOUND) else 0

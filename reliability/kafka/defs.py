@@ -4,14 +4,15 @@
   offsets seen when the run starts. Carries the `kafka_dlq_depth` check (evaluated in the same step).
 - `kafka_orders_sensor`: requests a micro-batch when the topic's end offsets moved past the group's
   committed offsets (AdminClient only: it never opens DuckDB, which a run may be writing).
-- `kafka_lag_sensor`: one tick samples every watched group and evaluates Burrow's rules with the window
-  kept in the cursor; groups that feed an asset get a `kafka_consumer_lag` check evaluation on it
-  (WARN -> warning, ERR -> error). A broker outage is an ERR evaluation, never a crashed tick.
-- `kafka_consumer_lag` check: can also be run by hand; it then samples twice, one second apart.
+- `kafka_lag_sensor`: one tick reads every watched group's new commits from the commit log and
+  evaluates Burrow's rules with the windows kept in the cursor; groups that feed an asset get a
+  `kafka_consumer_lag` check evaluation on it (WARN -> warning, ERR/NOT_FOUND -> error).
+  A broker outage is an ERR evaluation, never a crashed tick.
+- `kafka_consumer_lag` check: can also be run by hand; its first sample already has a verdict (the
+  commit history comes from `__consumer_offsets` and the shared state file), a second adds time lag.
 """
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -97,7 +98,7 @@ def dlq_check_result(depth: int, rejected_now: int, by_error: Mapping[str, int])
     pool=DUCKDB_POOL,
     kinds={"kafka", "duckdb"},
     group_name="raw",
-    code_version="kafka-1",
+    code_version="kafka-2",  # 2: strict validation (values stored exactly or dead-lettered)
     description="Orders as they arrive from the shop, ingested exactly once from Kafka.",
     check_specs=[dg.AssetCheckSpec(DLQ_CHECK, asset=RAW_ORDERS, description="Poison messages in the DLQ")],
 )
@@ -105,7 +106,8 @@ def raw_orders(
     context: dg.AssetExecutionContext, config: IngestRunConfig, warehouse: DuckDBResource, kafka: KafkaSource
 ):
     from reliability.kafka import clients
-    from reliability.kafka.ingest import Ingestor, dlq_depth
+    from reliability.kafka.ingest import Ingestor, run_retrying, summary
+    from reliability.kafka.warehouse import dlq_depth
 
     bootstrap = kafka.bootstrap()
     clients.ensure_topic(kafka.topic, kafka.partitions, bootstrap)
@@ -119,14 +121,12 @@ def raw_orders(
             batch_size=config.batch_size,
         )
         try:
-            stats = ingestor.run(max_seconds=config.max_seconds)
+            stats = run_retrying(ingestor, max_seconds=config.max_seconds)  # rides out a broker restart
         finally:
             ingestor.close()
         total_rows = con.execute("select count(*) from raw_orders").fetchone()[0]
         rejected_total = dlq_depth(con, kafka.topic)
-    context.log.info(
-        f"ingested {stats.rows} row(s), rejected {stats.rejected} in {stats.batches} batch(es), {stats.seconds:.1f}s"
-    )
+    context.log.info(summary(stats, kafka.topic))
     yield dg.MaterializeResult(
         asset_key=RAW_ORDERS,
         metadata={
@@ -139,6 +139,7 @@ def raw_orders(
             "consumer_group": kafka.group_id,
             "end_offsets": dg.MetadataValue.json({str(k): v for k, v in stats.end_offsets.items()}),
             "seconds": round(stats.seconds, 3),
+            "stop_reason": stats.stop_reason,
         },
     )
     depth = _dlq_depth(bootstrap, f"{kafka.topic}.dlq")
@@ -192,24 +193,30 @@ def lag_tick(
     config: lagmod.LagConfig | None = None,
     now: float | None = None,
 ) -> tuple[str, list[lagmod.GroupResult], list[dg.AssetCheckEvaluation]]:
-    """One lag sensor tick: sample, evaluate, new cursor. Never raises for cluster problems."""
-    from reliability.kafka import clients, sampling
+    """One lag sensor tick: sample, evaluate, new cursor. Never raises for cluster problems.
+
+    The cursor is the sensor's own copy of the state; without one (a fresh sensor) the tick starts from
+    the shared state file, and the commit log gives it the history either way.
+    """
+    from reliability.clock import utcnow
+    from reliability.kafka import sampling
     from reliability.kafka.broker import KafkaUnavailable, bootstrap_servers
 
-    state = lagmod.LagState.from_json(json.loads(cursor) if cursor else None)
+    state = sampling.state_from_text(cursor) if cursor else None
     watch = dataclasses.replace(watch or watch_config_from_env(), required=tuple(group_assets))
-    now = time.time() if now is None else now
+    now = utcnow().timestamp() if now is None else now
+    config = config or lagmod.LagConfig()
     try:
-        sample = sampling.take_sample(clients.admin(bootstrap or bootstrap_servers()), watch)
+        state, results = sampling.run_tick(bootstrap or bootstrap_servers(), watch, now, state, config)
     except KafkaUnavailable as exc:
-        sample = lagmod.Sample(groups={}, log_end={}, error=str(exc))
-    state, results = lagmod.advance(state, sample, now, config or lagmod.LagConfig())
+        error = lagmod.Sample(groups={g: lagmod.GroupSample() for g in group_assets}, log_end={}, error=str(exc))
+        state, results = lagmod.advance(state or lagmod.LagState(), error, now, config)
     seen = {r.group for r in results}
-    for group in group_assets:  # a fed asset always gets a result, even when its group is unknown
-        if group not in seen and sample.error is not None:
-            results.append(lagmod.error_result(group, sample.error))
+    for group in group_assets:  # a fed asset always gets a result
+        if group not in seen:
+            results.append(lagmod.error_result(group, state.last_error or "no result for this group"))
     evaluations = [lag_check_evaluation(r, group_assets[r.group]) for r in results if r.group in group_assets]
-    return json.dumps(state.to_json(), separators=(",", ":")), results, evaluations
+    return sampling.state_text(state), results, evaluations
 
 
 def build_lag_sensor(
@@ -252,9 +259,11 @@ def kafka_consumer_lag(kafka: KafkaSource) -> dg.AssetCheckResult:
 
 ingest_job = dg.define_asset_job(
     INGEST_JOB,
-    selection=dg.AssetSelection.assets(RAW_ORDERS).without_checks()
-    | dg.AssetSelection.checks(dg.AssetCheckKey(RAW_ORDERS, DLQ_CHECK)),
-    description="One exactly-once micro-batch from the orders topic into raw_orders.",
+    # every check of raw_orders (DLQ depth and its Soda contract) runs after each micro-batch; a failing
+    # blocking contract check then holds the downstream models (see reliability.automation). The lag
+    # check is the lag sensor's.
+    selection=dg.AssetSelection.assets(RAW_ORDERS) - dg.AssetSelection.checks(dg.AssetCheckKey(RAW_ORDERS, LAG_CHECK)),
+    description="One exactly-once micro-batch from the orders topic into raw_orders, then its checks.",
 )
 
 
@@ -273,10 +282,11 @@ def kafka_orders_sensor(context: dg.SensorEvaluationContext, kafka: KafkaSource)
         admin = clients.admin(kafka.bootstrap())
     except KafkaUnavailable as exc:
         return dg.SkipReason(str(exc))
-    sample = sampling.take_sample(admin, sampling.WatchConfig(groups=(kafka.group_id,)))
-    if sample.error:
-        return dg.SkipReason(sample.error)
-    pending = pending_messages(admin, kafka.topic, sample.groups.get(kafka.group_id))
+    try:
+        committed = sampling.committed_offsets(admin, kafka.group_id)
+    except Exception as exc:  # broker down or slow: try again next tick
+        return dg.SkipReason(f"Kafka cluster unreachable: {exc}")
+    pending = pending_messages(admin, kafka.topic, committed)
     if pending is None:
         return dg.SkipReason(f"topic {kafka.topic} not found")
     if pending == 0:
@@ -298,7 +308,7 @@ def kafka_orders_sensor(context: dg.SensorEvaluationContext, kafka: KafkaSource)
     return dg.RunRequest(run_key=f"{kafka.topic}-{time.time_ns()}", tags={"kafka/pending": str(pending)})
 
 
-def pending_messages(admin, topic: str, group_sample) -> int | None:
+def pending_messages(admin, topic: str, committed: Mapping[tuple[str, int], int]) -> int | None:
     """Messages in `topic` past the group's committed offsets (all of them when it never committed)."""
     from confluent_kafka import TopicPartition
     from confluent_kafka.admin import OffsetSpec
@@ -312,7 +322,6 @@ def pending_messages(admin, topic: str, group_sample) -> int | None:
     earliest = admin.list_offsets(
         {TopicPartition(topic, p): OffsetSpec.earliest() for p in md.partitions}, request_timeout=10
     )
-    committed = dict(group_sample.committed) if group_sample is not None else {}
     total = 0
     for tp, fut in futures.items():
         end = fut.result().offset

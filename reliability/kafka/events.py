@@ -19,7 +19,9 @@ DEFAULT_TOPIC = "shop.orders"
 DEFAULT_PARTITIONS = 4
 SHOP_START = date(2026, 1, 1)
 
-# JSON Schema of version 1, for documentation and for consumers in other languages.
+# JSON Schema of version 1, for documentation and for consumers in other languages. Ingestion enforces it
+# strictly (reliability.kafka.validation): `true` or `12.0` is not an integer, years start at 1, and a
+# field given twice is rejected.
 ORDER_EVENT_JSON_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "shop.order v1",
@@ -28,12 +30,13 @@ ORDER_EVENT_JSON_SCHEMA: dict[str, Any] = {
     "properties": {
         "schema": {"const": SCHEMA_NAME},
         "schema_version": {"const": SCHEMA_VERSION},
-        "order_id": {"type": "integer"},
-        "customer_id": {"type": "integer"},
-        "order_date": {"type": "string", "format": "date"},
+        "order_id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        "customer_id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        "order_date": {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+        # ISO 8601, stored in UTC: an offset (`Z`, `+05:00`) is converted, none means UTC already
         "ordered_at": {"type": "string", "format": "date-time"},
         "status": {"enum": list(ORDER_STATUSES)},
-        "amount": {"type": "number", "minimum": 0, "maximum": 9999999999.99},
+        "amount": {"type": "number", "minimum": 0, "maximum": 9999999999.99, "multipleOf": 0.01},
     },
 }
 

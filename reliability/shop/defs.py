@@ -30,15 +30,20 @@ class ShopGenerator(dg.ConfigurableResource):
 def _raw_table_asset(table: str, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         name=table, partitions_def=partitions_def, pool=DUCKDB_POOL, kinds={"duckdb"}, group_name="raw",
-        code_version="1",
+        code_version="1", backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def raw_table(
         context: dg.AssetExecutionContext, warehouse: DuckDBResource, shop_generator: ShopGenerator
     ) -> dg.MaterializeResult:
-        day = date.fromisoformat(context.partition_key)
+        # one run writes every day of a backfill (each day still replaced in its own transaction)
+        days = [date.fromisoformat(key) for key in context.partition_keys]
         with warehouse.get_connection() as con:
-            rows = write_partition(con, table, day, shop_generator.scale())
-        return dg.MaterializeResult(metadata={"dagster/row_count": rows, "day": day.isoformat()})
+            rows = {day.isoformat(): write_partition(con, table, day, shop_generator.scale()) for day in days}
+        # the same metadata lands on every partition of the run: a row count only when it is one day's
+        metadata: dict = {"rows_by_day": dg.MetadataValue.json(rows)}
+        if len(rows) == 1:
+            metadata["dagster/row_count"] = next(iter(rows.values()))
+        return dg.MaterializeResult(metadata=metadata)
 
     return raw_table
 

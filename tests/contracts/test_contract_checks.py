@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -146,7 +146,7 @@ def test_stale_business_dates_in_staging_only_warn(warehouse: Path, run_checks) 
 
 
 def test_partitioned_run_measures_business_freshness_at_the_partition_end(warehouse: Path) -> None:
-    execute(warehouse, "update stg_orders set ordered_at = ordered_at - interval 10 day")
+    execute(warehouse, "update stg_orders set ordered_at = ordered_at - interval 10 day, order_date = order_date - 10")
     old_day = (date.today() - timedelta(days=10)).isoformat()
     checks = [
         c
@@ -276,3 +276,86 @@ def test_a_single_selected_check_runs_alone(warehouse: Path) -> None:
     evaluations = result.get_asset_check_evaluations()
     assert [(e.asset_check_key, e.passed) for e in evaluations] == [(key, False)]
     assert evaluations[0].metadata["failing_rows_sample"].value.records[0].data["order_id"] == 2
+
+
+FIXED_NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # the clean warehouse holds 2026-11-18 .. 2026-11-20
+
+
+def _stg_orders_checks_for(warehouse: Path, day: str) -> dict[str, dg.AssetCheckEvaluation]:
+    """The stg_orders contract checked in a run of one daily partition (the model is not rebuilt)."""
+    checks = [
+        c
+        for c in defs(contracts_dir=CONTRACTS_DIR, warehouse_path=warehouse).asset_checks
+        if any(k.asset_key == dg.AssetKey("stg_orders") for k in c.check_keys)
+    ]
+
+    @dg.asset(name="stg_orders", partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"))
+    def stg_orders() -> None:
+        return None
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([stg_orders, *checks], partition_key=day, instance=instance, raise_on_error=False)
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_a_partitioned_run_checks_only_its_day(tmp_path: Path) -> None:
+    from tests.contracts.warehouse import build_clean_warehouse
+
+    warehouse = build_clean_warehouse(tmp_path / "w.duckdb", now=FIXED_NOW)
+    clean = _stg_orders_checks_for(warehouse, "2026-11-19")
+    assert [name for name, e in clean.items() if not e.passed] == []
+    day_rows = clean["soda_row_count"].metadata
+    assert 0 < day_rows["measured_value"].value < 200  # one of three days, not the whole table
+    assert day_rows["checked_rows"].value == "partition window [2026-11-19, 2026-11-20)"
+    assert day_rows["partition_keys"].value == ["2026-11-19"]
+    assert clean["soda_order_id_duplicate"].metadata["checked_rows"].value == "whole table"
+
+    empty = _stg_orders_checks_for(warehouse, "2026-11-10")  # rows exist on other days, none on this one
+    assert not empty["soda_row_count"].passed
+    assert empty["soda_row_count"].metadata["measured_value"].value == 0
+    assert empty["soda_row_count"].metadata["partition_keys"].value == ["2026-11-10"]
+    assert empty["soda_order_id_duplicate"].passed and empty["soda_schema"].passed
+
+
+def test_a_whole_table_check_sees_ids_re_sent_on_the_next_day(tmp_path: Path) -> None:
+    from tests.contracts.warehouse import build_clean_warehouse
+
+    warehouse = build_clean_warehouse(tmp_path / "w.duckdb", now=FIXED_NOW)
+    execute(
+        warehouse,
+        "insert into stg_orders select order_id, customer_id, date '2026-11-19', ordered_at + interval 1 day,"
+        " status, amount from stg_orders where order_date = date '2026-11-18' and order_id < 20",
+    )
+    results = _stg_orders_checks_for(warehouse, "2026-11-19")
+    assert {name for name, e in results.items() if not e.passed} == {"soda_order_id_duplicate"}
+    duplicate = results["soda_order_id_duplicate"].metadata
+    assert duplicate["partition_keys"].value == ["2026-11-19"]
+    assert duplicate["failing_rows_sample_size"].value > 0
+
+
+def test_rows_dated_outside_every_partition_are_flagged(tmp_path: Path, run_checks) -> None:
+    from reliability.clock import utcnow
+    from reliability.settings import load_settings
+    from tests.contracts.warehouse import build_clean_warehouse
+
+    now = utcnow()
+    warehouse = build_clean_warehouse(tmp_path / "warehouse.duckdb", now=now)
+    first_day = now.date() - timedelta(days=2)  # the clean warehouse's orders span the last three days
+    settings = load_settings(environ={
+        "RELIABILITY_WAREHOUSE": str(warehouse), "RELIABILITY_CONTRACTS_DIR": str(CONTRACTS_DIR),
+        "RELIABILITY_PARTITIONS_START_DATE": first_day.isoformat(),
+    })  # fmt: skip
+    check = ("raw_orders", "soda_failed_rows_outside_partitions")
+    assert run_checks(defs(settings), ("raw_orders",))[check].passed
+    # one order two years ahead (as a producer with a wrong clock or id scheme makes), one before the data
+    far_ahead, before = now.date() + timedelta(days=730), first_day - timedelta(days=1)
+    execute(
+        warehouse,
+        f"update raw_orders set order_date = date '{far_ahead.isoformat()}' where order_id = 1",
+        f"update raw_orders set order_date = date '{before.isoformat()}' where order_id = 2",
+    )
+    results = run_checks(defs(settings), ("raw_orders",))
+    flagged = results[check]
+    assert not flagged.passed and flagged.severity == dg.AssetCheckSeverity.WARN
+    assert flagged.metadata["measured_value"].value == 2, flagged.metadata
+    assert not {name for (_, name), e in results.items() if not e.passed} - {check[1]}  # nothing else fails

@@ -8,7 +8,14 @@ import duckdb
 import pytest
 
 from reliability.contracts import sql
-from reliability.contracts.evaluate import SodaRecord, outcome_from_soda, partition_end, schema_diff
+from reliability.contracts.evaluate import (
+    SodaRecord,
+    outcome_from_soda,
+    partition_end,
+    schema_diff,
+    window_variables,
+)
+from reliability.contracts.runner import check_variables
 from reliability.contracts.spec import (
     BrokenContract,
     ContractProblem,
@@ -17,7 +24,9 @@ from reliability.contracts.spec import (
     discover_contracts,
     load_contract,
     parse_contract,
+    substitute_variables,
 )
+from reliability.partitions import partition_keys, partition_window
 from tests.contracts.conftest import CONTRACTS_DIR, TABLES
 
 P = Path("c.yml")
@@ -106,6 +115,24 @@ columns:
             "dagster_severity",
         ),
         ("dataset: ds/main/t\ncolumns:\n  - name: a\n", "no checks"),
+        (
+            "dataset: ds/main/t\ncolumns:\n  - name: a\n    checks:\n      - duplicate:\n"
+            "          attributes: {dagster_whole_table: sometimes}\n",
+            "dagster_whole_table must be true or false, got 'sometimes'",
+        ),
+        (
+            "dataset: ds/main/t\nfilter: a > '${var.LOW}'\ncolumns:\n  - name: a\n    checks:\n      - missing:\n",
+            "'filter' uses variable 'LOW', which is not declared",
+        ),
+        (
+            "dataset: ds/main/t\nvariables:\n  PARTITION_WINDOW_START:\n    default: x\n"
+            "filter: a >= '${var.PARTITION_WINDOW_START}'\ncolumns:\n  - name: a\n    checks:\n      - missing:\n",
+            "must use both PARTITION_WINDOW_START and PARTITION_WINDOW_END",
+        ),
+        (
+            "dataset: ds/main/t\nvariables:\n  LOW: 3\ncolumns:\n  - name: a\n    checks:\n      - missing:\n",
+            "variable 'LOW' must be a mapping",
+        ),
     ],
 )
 def test_contract_problems_are_named(text: str, message: str) -> None:
@@ -251,3 +278,63 @@ def test_staging_contracts_declare_partition_end() -> None:
     for name in ("stg_orders", "stg_customers", "stg_payments"):
         contract = load_contract(CONTRACTS_DIR / f"{name}.yml")
         assert isinstance(contract, ContractSpec) and "PARTITION_END" in contract.variables
+
+
+@pytest.mark.parametrize(
+    ("tags", "variables", "keys"),
+    [
+        ({"dagster/partition": "2026-11-20"}, ("2026-11-20", "2026-11-21"), ["2026-11-20"]),
+        (
+            {"dagster/partition": "2026-11-20-13:00"},
+            ("2026-11-20 13:00:00", "2026-11-20 14:00:00"),
+            ["2026-11-20-13:00"],
+        ),
+        (
+            {"dagster/asset_partition_range_start": "2026-10-30", "dagster/asset_partition_range_end": "2026-11-02"},
+            ("2026-10-30", "2026-11-03"),
+            ["2026-10-30", "2026-10-31", "2026-11-01", "2026-11-02"],
+        ),
+        ({"dagster/partition": "eu-west"}, None, ["eu-west"]),
+        ({}, None, []),
+    ],
+)
+def test_partition_window_and_keys_from_run_tags(tags: dict, variables: tuple | None, keys: list) -> None:
+    window = partition_window(tags)
+    if variables is None:
+        assert window is None
+    else:
+        assert window is not None
+        bound = window_variables(window)
+        assert bound == {"PARTITION_WINDOW_START": variables[0], "PARTITION_WINDOW_END": variables[1]}
+    assert partition_keys(tags) == keys
+
+
+def test_repo_contracts_filter_on_the_partition_window_and_mark_cross_day_checks() -> None:
+    for contract in discover_contracts(CONTRACTS_DIR):
+        assert isinstance(contract, ContractSpec) and contract.partition_windowed, contract.path
+        whole = {c.name for c in contract.checks if c.whole_table}
+        # duplicates across days need every day; a day's row count must not see other days
+        assert any(c.kind == "duplicate" for c in contract.checks if c.name in whole), contract.path
+        assert "soda_row_count" not in whole and "soda_schema" not in whole
+        everything = contract.resolved(contract.dataset_filter)
+        assert everything is not None and "'0001-01-01'" in everything and "'9999-12-31'" in everything
+
+
+def test_whole_table_checks_run_without_the_window() -> None:
+    contract = load_contract(CONTRACTS_DIR / "stg_orders.yml")
+    assert isinstance(contract, ContractSpec)
+    given = {"PARTITION_WINDOW_START": "2026-11-20", "PARTITION_WINDOW_END": "2026-11-21", "PARTITION_END": "x",
+             "UNDECLARED": "y"}  # fmt: skip
+    by_name = {c.name: c for c in contract.checks}
+    assert check_variables(contract, by_name["soda_row_count"], given) == {
+        "PARTITION_WINDOW_START": "2026-11-20", "PARTITION_WINDOW_END": "2026-11-21", "PARTITION_END": "x"
+    }  # fmt: skip
+    assert check_variables(contract, by_name["soda_order_id_duplicate"], given) == {"PARTITION_END": "x"}
+    day = contract.resolved(contract.dataset_filter, given)
+    assert day == "order_date >= '2026-11-20' and order_date < '2026-11-21'"
+
+
+def test_variable_substitution_names_a_missing_variable() -> None:
+    assert substitute_variables("a = '${ var.X }'", {"X": "1"}, P) == "a = '1'"
+    with pytest.raises(ContractProblem, match="c.yml: SQL uses variable 'Y'"):
+        substitute_variables("a = '${var.Y}'", {"X": "1"}, P)

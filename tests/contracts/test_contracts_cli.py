@@ -14,7 +14,7 @@ def test_verify_clean_then_faulty_warehouse(warehouse: Path, capsys) -> None:
     args = ["contracts", "verify", "raw_orders", "--dir", str(CONTRACTS_DIR), "--warehouse", str(warehouse)]
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 12 and all(line.startswith("raw_orders.soda_") and ": passed " in line for line in lines)
+    assert len(lines) == 13 and all(line.startswith("raw_orders.soda_") and ": passed " in line for line in lines)
     execute(warehouse, "update raw_orders set status = 'lost' where order_id = 3")
     assert main([*args, "--json"]) == 1
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

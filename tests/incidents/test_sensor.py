@@ -8,7 +8,8 @@ import dagster as dg
 import pytest
 
 from reliability.incidents.defs import build_incident_sensor
-from reliability.incidents.detection import RUN_TAG, classify_check
+from reliability.incidents.detection import RUN_TAG
+from reliability.incidents.mapping import classify_check
 from reliability.incidents.model import FaultClass
 from reliability.incidents.notify import Router
 from reliability.incidents.store import IncidentStore
@@ -43,31 +44,6 @@ def mid_unique() -> dg.AssetCheckResult:
 
 
 DEFS = dg.Definitions(assets=[src, mid, dash, other], asset_checks=[src_dup, mid_unique])
-
-
-@pytest.fixture(params=["run-sharded", "consolidated", pytest.param("postgres", marks=pytest.mark.postgres)])
-def instance(request, tmp_path):
-    """Dagster's default SQLite storage (per-run shards), the consolidated one (global ids) and
-    PostgreSQL storage (production)."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    overrides = None
-    if request.param == "postgres":
-        server = request.getfixturevalue("postgres_server")
-        url = server.create_database(f"dagster_{abs(hash(str(tmp_path)))}")
-        overrides = {"storage": {"postgres": {"postgres_url": url.replace("postgresql+psycopg2", "postgresql")}}}
-    if request.param == "consolidated":
-        overrides = {
-            "event_log_storage": {
-                "module": "dagster._core.storage.event_log",
-                "class": "ConsolidatedSqliteEventLogStorage",
-                "config": {"base_dir": str(home / "history")},
-            }
-        }
-    with dg.instance_for_test(temp_dir=str(home), overrides=overrides) as inst:
-        assert inst.event_log_storage.is_run_sharded == (request.param == "run-sharded")
-        assert (type(inst.event_log_storage).__name__ == "PostgresEventLogStorage") == (request.param == "postgres")
-        yield inst
 
 
 @pytest.fixture

@@ -19,15 +19,19 @@ from reliability.incidents.triage import (
     blast_radius,
     classify_severity,
     md_escape,
+    merge_partition_keys,
+    merge_radius_partitions,
     parse_tier,
+    partitions_by_asset,
     root_cause_hint,
     severity_table_markdown,
+    with_detected_partitions,
 )
 from tests.incidents.conftest import T0, shop_graph
 
 
 def test_blast_radius_of_raw_orders_reaches_the_revenue_exposure_with_depths():
-    radius = blast_radius(shop_graph(), ["raw_orders"], failed_partition="2026-11-26")
+    radius = blast_radius(shop_graph(), ["raw_orders"], failed_partitions="2026-11-26")
     depths = {a.key: a.depth for a in radius.assets}
     assert depths == {
         "raw_orders": 0,
@@ -185,3 +189,38 @@ def test_the_documented_severity_table_is_the_one_in_the_code():
 
     readme = (Path(__file__).resolve().parents[2] / "reliability/incidents/README.md").read_text()
     assert severity_table_markdown() in readme
+
+
+def test_partitions_follow_the_partition_mapping_and_pass_through_unpartitioned_assets():
+    # daily a -> daily b (identity), b -> weekly w (by mapper), b -> unpartitioned u -> daily v
+    info = {k: AssetInfo(partitioned=k != "u") for k in ("a", "b", "w", "u", "v")}
+    weeks = {"2026-11-20": ["2026-11-15"], "2026-11-21": ["2026-11-15"], "2026-11-23": ["2026-11-22"]}
+
+    def mapper(parent: str, key: str, child: str) -> list[str]:
+        return weeks[key] if child == "w" else [key]
+
+    g = LineageGraph({"a": ["b"], "b": ["w", "u"], "u": ["v"]}, info, partition_mapper=mapper)
+    radius = blast_radius(g, ["a"], ["2026-11-21", "2026-11-20", "2026-11-23"])
+    parts = {a.key: a.partitions for a in radius.assets}
+    assert parts == {
+        "a": ("2026-11-20", "2026-11-21", "2026-11-23"),
+        "b": ("2026-11-20", "2026-11-21", "2026-11-23"),
+        "w": ("2026-11-15", "2026-11-22"),
+        "u": (),
+        "v": ("2026-11-20", "2026-11-21", "2026-11-23"),
+    }
+    everything = blast_radius(g, ["a"])
+    assert {a.key: a.partitions for a in everything.assets}["w"] == (ALL_PARTITIONS,)
+
+
+def test_incident_partitions_accumulate_and_all_absorbs_the_rest():
+    g = shop_graph()
+    first = with_detected_partitions(blast_radius(g, ["raw_orders"], "2026-11-20").to_dict(), "raw_orders",
+                                     ["2026-11-20"])  # fmt: skip
+    second = blast_radius(g, ["stg_orders"], "2026-11-21").to_dict()
+    merged = merge_radius_partitions(second, first)
+    by_asset = partitions_by_asset(merged)
+    assert by_asset["fct_orders"] == ["2026-11-20", "2026-11-21"]
+    assert by_asset["raw_orders"] == ["2026-11-20"]  # unpartitioned: the day its check named
+    assert "customer_lifetime_value" not in by_asset
+    assert merge_partition_keys(["2026-11-20"], [ALL_PARTITIONS]) == (ALL_PARTITIONS,)

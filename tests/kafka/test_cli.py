@@ -67,6 +67,7 @@ def test_lag_for_a_group_that_does_not_exist(kafka_broker):
     out = cli("lag", "--group", "no-such-group-anywhere", "--json", "--samples", "1")
     (result,) = json.loads(out.stdout)
     assert result["state"] == "NOT_FOUND" and "not found" in result["message"]
+    assert result["status"] == "NOT_FOUND" and out.returncode == 1
 
 
 def test_unsafe_producer_profile_is_non_idempotent(kafka_broker, topic_name):

@@ -14,8 +14,8 @@ import duckdb
 import pytest
 
 from reliability.kafka import clients
-from reliability.kafka.ingest import OUTBOX_TABLE
 from reliability.kafka.producer import produce_orders
+from reliability.kafka.warehouse import OUTBOX_TABLE
 from tests.kafka.test_ingest import read_topic
 
 pytestmark = pytest.mark.kafka  # about 20 s: not marked slow, so CI always runs it
@@ -51,18 +51,23 @@ def test_no_loss_no_duplicate_under_sigkill(kafka_broker, topic_name, tmp_path):
     kills_mid_run = 0
     for _ in range(KILLS):
         proc = _start(warehouse, topic_name, group, kafka_broker)
-        # let it commit a random number of batches (0..3), then kill it after a random delay, so the
-        # kill lands anywhere: consuming, validating, inside the transaction, publishing to the DLQ
+        # Kill at a random point after the first batch has started (never during interpreter start-up):
+        # wait for its first messages, then for a random number of committed batches (0..3), then a random
+        # delay, so the kill lands anywhere: consuming, validating, inside the transaction, publishing.
+        started_batch = False
         wait_batches = rng.randint(0, 3)
         seen = 0
         deadline = time.monotonic() + 60
-        while seen < wait_batches and time.monotonic() < deadline:
+        while (not started_batch or seen < wait_batches) and time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
                 break
-            if '"batches"' in line:
+            if '"first_batch"' in line:
+                started_batch = True
+            elif '"batches"' in line:
                 seen += 1
-        time.sleep(rng.uniform(0.0, 0.08))
+        assert started_batch, "the ingester never started a batch"
+        time.sleep(rng.uniform(0.0, 0.15))
         if proc.poll() is None:
             kills_mid_run += 1
         os.kill(proc.pid, signal.SIGKILL)

@@ -10,8 +10,9 @@ from confluent_kafka import TopicPartition
 
 from reliability.kafka import clients
 from reliability.kafka.events import encode, order_event
-from reliability.kafka.ingest import OUTBOX_TABLE, Ingestor, ingest, stored_offsets
+from reliability.kafka.ingest import Ingestor, ingest
 from reliability.kafka.producer import produce_orders
+from reliability.kafka.warehouse import OUTBOX_TABLE, stored_offsets
 
 pytestmark = pytest.mark.kafka
 
@@ -47,7 +48,7 @@ def test_rows_dlq_headers_and_offsets(kafka_broker, topic_name, tmp_path):
     ).fetchone()
     expected = order_event(5, 42)
     assert row == (expected["customer_id"], expected["order_date"], expected["status"], expected["amount"])
-    assert sum(stored_offsets(con, topic_name).values()) == 3010
+    assert sum(stored_offsets(con, topic_name, f"g.{topic_name}").values()) == 3010
     con.close()
 
     dlq = read_topic(kafka_broker, f"{topic_name}.dlq")
@@ -222,12 +223,12 @@ def _send(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 
 def test_bulk_path_takes_clean_batches_without_per_message_validation(kafka_broker, topic_name, tmp_path, monkeypatch):
-    from reliability.kafka import ingest as ingest_module
+    from reliability.kafka import warehouse as warehouse_module
 
     def no_per_message_path(*_args, **_kwargs):
         raise AssertionError("a batch without rejects must not be validated per message")
 
-    monkeypatch.setattr(ingest_module, "validate_payloads", no_per_message_path)
+    monkeypatch.setattr(warehouse_module, "validate_payloads", no_per_message_path)
     clients.ensure_topic(topic_name, 2, kafka_broker)
     produce_orders(topic_name, 2000, seed=3, bootstrap=kafka_broker)
     warehouse = tmp_path / "wh.duckdb"
@@ -235,7 +236,7 @@ def test_bulk_path_takes_clean_batches_without_per_message_validation(kafka_brok
     assert (stats.rows, stats.rejected) == (2000, 0)
     con = duckdb.connect(str(warehouse))
     assert con.execute("select count(*), count(distinct order_id) from raw_orders").fetchone() == (2000, 2000)
-    assert sum(stored_offsets(con, topic_name).values()) == 2000
+    assert sum(stored_offsets(con, topic_name, f"g.{topic_name}").values()) == 2000
     con.close()
 
 
@@ -274,5 +275,30 @@ def test_payloads_that_break_line_framing_are_judged_one_by_one(
     assert con.execute(f"select source_offset, error from {OUTBOX_TABLE} order by source_offset").fetchall() == (
         rejected
     )
-    assert stored_offsets(con, topic_name) == {0: len(values)}
+    assert stored_offsets(con, topic_name, f"g.{topic_name}") == {0: len(values)}
     con.close()
+
+
+def test_coercion_cases_end_exact_in_raw_orders_or_in_the_dlq_naming_the_field(kafka_broker, topic_name, tmp_path):
+    """On the real broker, through whichever path the batch takes: each value stored exactly or dead-lettered."""
+    from tests.kafka.test_validation import COERCION_CASES
+
+    clients.ensure_topic(topic_name, 1, kafka_broker)
+    cases = list(COERCION_CASES.items())
+    _send(kafka_broker, topic_name, [payload for _, (payload, _) in cases])
+    warehouse = tmp_path / "wh.duckdb"
+    stats = ingest(warehouse, topic=topic_name, group_id=f"g.{topic_name}", bootstrap=kafka_broker)
+    accepted = [expected for _, (_, expected) in cases if not isinstance(expected[0], str)]
+    rejected = {offset: expected for offset, (_, (_, expected)) in enumerate(cases) if isinstance(expected[0], str)}
+    assert (stats.rows, stats.rejected) == (len(accepted), len(rejected))
+    with duckdb.connect(str(warehouse)) as con:
+        rows = con.execute("select order_id, customer_id, order_date, ordered_at, status, amount from raw_orders")
+        assert sorted(rows.fetchall()) == sorted(accepted)
+    dead = {
+        int(dict(m.headers())["dlq.source.offset"]): (
+            dict(m.headers())["dlq.error"].decode(),
+            dict(m.headers())["dlq.error.detail"].decode(),
+        )
+        for m in read_topic(kafka_broker, f"{topic_name}.dlq")
+    }
+    assert dead == rejected

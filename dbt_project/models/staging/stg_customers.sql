@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='signup_date',
+{{ config(materialized='incremental', incremental_strategy='replace_window', unique_key='signup_date',
           tags=['daily']) }}
 
 select

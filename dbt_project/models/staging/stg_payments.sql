@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='payment_date',
+{{ config(materialized='incremental', incremental_strategy='replace_window', unique_key='payment_date',
           tags=['daily']) }}
 
 -- Built after stg_orders so its relationships test never sees a half-loaded parent:
