@@ -40,4 +40,5 @@ def test_the_shop_edges_map_as_dagster_infers_them(shop_inputs):
     assert shop_inputs.mappings[("fct_orders", "customer_lifetime_value")] is EdgeMapping.ALL_TO_UNPARTITIONED
     assert shop_inputs.mappings[("raw_orders", "stg_orders")] is EdgeMapping.UNPARTITIONED_TO_ALL
     assert shop_inputs.not_materializable == {"revenue_dashboard"}
-    assert shop_inputs.all_partitions[0] == "2026-01-01" and shop_inputs.all_partitions[-1] == "2026-02-28"
+    # from the start date to the day in progress (the daily partitioning has end_offset=1)
+    assert shop_inputs.all_partitions[0] == "2026-01-01" and shop_inputs.all_partitions[-1] == "2026-03-01"
