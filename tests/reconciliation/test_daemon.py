@@ -71,8 +71,9 @@ def test_the_daemon_rebuilds_exactly_the_plan_and_the_verified_incident_is_resol
     with IncidentStore(url) as store:
         (incident,) = store.list_incidents()
         assert incident.root_asset == "raw_payments"
-        # main's detections do not name the check's day yet (branch `partitions`): the day is given here
+        # a check-only run has no partition, so the incident says "every partition": the day is given (--partition)
         result = reconcile(store, instance, defs.resolve_asset_graph(), incident.id, now=utcnow(), partitions=[DAY])
+    assert result.partitions_from == "--partition"
     assert backfill_target(instance, result.backfill_id) == PLANNED
 
     workspace = tmp_path / "workspace.yaml"
