@@ -21,6 +21,7 @@ from reliability.dbt.project import dbt_policies, load_manifest
 from reliability.errors import ConfigError
 from reliability.incidents import defs as incidents_area
 from reliability.kafka import defs as kafka_area
+from reliability.reconciliation import defs as reconciliation_area
 from reliability.settings import Settings, get_settings
 from reliability.shop import defs as shop_area
 
@@ -67,7 +68,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         **{key: SourcedPolicy.declared(policy, "assets file") for key, policy in declared.items()},
         **dbt_policies(manifest, settings),
     }
-    areas = [dbt_area.defs(settings, manifest), incidents_area.defs(settings), contracts_area.defs(settings)]
+    areas = [dbt_area.defs(settings, manifest), incidents_area.defs(settings), contracts_area.defs(settings),
+             reconciliation_area.defs(settings)]
     if settings.shop_demo:
         areas += [shop_area.defs(settings), kafka_area.defs(settings)]
     with_policies = _with_policies(dg.Definitions.merge(*areas), policies, default_policy(settings.policy))

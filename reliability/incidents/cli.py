@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from reliability.errors import UserFacingError
+from reliability.reconciliation.cli import add_commands as add_reconcile_commands
 
 STATUSES = ("open", "acknowledged", "mitigated", "resolved", "reopened", "active")
 
@@ -88,6 +89,8 @@ def register(subparsers: Any) -> None:
                        "in this shell's environment.")  # fmt: skip
     p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(handler=cmd_deliver)
+
+    add_reconcile_commands(sub)  # reliability incidents reconcile
 
     br = subparsers.add_parser("blast-radius", help="everything downstream of an asset (loads Dagster defs)",
                                description="Everything downstream of an asset, with tiers, owners, partitions "
