@@ -24,7 +24,7 @@ def add_commands(incident_actions: Any) -> None:
     p.add_argument("--partition", action="append", default=[], metavar="KEY",
                    help="an affected partition of the root (repeatable); default: the incident's")  # fmt: skip
     p.add_argument("--partition-range", metavar="FIRST..LAST", help="affected partitions of the root, both ends in")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the plan (and the backfill id) as JSON")
     p.set_defaults(handler=cmd_reconcile)
 
 
