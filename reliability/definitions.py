@@ -25,6 +25,7 @@ from reliability.incidents import defs as incidents_area
 from reliability.kafka import defs as kafka_area
 from reliability.mitigation import defs as mitigation_area
 from reliability.mitigation.guard import with_quarantine_guard
+from reliability.reconciliation import defs as reconciliation_area
 from reliability.settings import Settings, get_settings
 from reliability.shop import defs as shop_area
 
@@ -73,7 +74,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     }
     areas = [
         dbt_area.defs(settings, manifest), incidents_area.defs(settings), contracts_area.defs(settings),
-        mitigation_area.defs(settings),
+        mitigation_area.defs(settings), reconciliation_area.defs(settings),
     ]
     if settings.shop_demo:
         areas += [shop_area.defs(settings), kafka_area.defs(settings)]

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from reliability.errors import UserFacingError
+from reliability.reconciliation.cli import add_commands as add_reconcile_commands
 
 STATUSES = ("open", "acknowledged", "mitigated", "resolved", "reopened", "active")
 
@@ -92,6 +93,7 @@ def register(subparsers: Any) -> None:
     from reliability.mitigation.cli import register_incident_commands
 
     register_incident_commands(sub)  # pause / resume: the circuit breaker (reliability.mitigation)
+    add_reconcile_commands(sub)  # reliability incidents reconcile
 
     br = subparsers.add_parser("blast-radius", help="everything downstream of an asset (loads Dagster defs)",
                                description="Everything downstream of an asset, with tiers, owners, partitions "

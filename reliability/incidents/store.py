@@ -975,6 +975,13 @@ class IncidentStore:
                     r.id, r.incident_id, r.at, r.actor, r.kind, r.message, dict(_loads(r.data, {}))))  # type: ignore[call-overload]  # fmt: skip
         return out
 
+    def signals(self, incident_id: int) -> dict[str, bool]:
+        """The incident's signals (`asset::check`, ...) -> still failing: what verifying a repair re-checks."""
+        with self._read() as conn:
+            self._get_row(conn, incident_id)
+            rows = conn.execute(select(t.incident_signals).where(t.incident_signals.c.incident_id == incident_id))
+            return {r.signal_key: bool(r.failing) for r in rows}
+
     def list_incidents(self, status: str | None = None, limit: int | None = None) -> list[Incident]:
         query = select(t.incidents).order_by(t.incidents.c.id.desc())
         if status == "active":

@@ -7,7 +7,11 @@ terminal and the Dagster logs, so errors surface through return values and excep
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _log = logging.getLogger("reliability.kafka.librdkafka")
 _log.addHandler(logging.NullHandler())
@@ -28,6 +32,42 @@ RETRYING_NON_IDEMPOTENT_PRODUCER: dict[str, Any] = {
     "retry.backoff.ms": 10,
     "linger.ms": 20,
 }
+
+
+# Broker errors that pass by themselves (a restart, a leader moving, a coordinator loading): retried.
+TRANSIENT_ERROR_NAMES = frozenset(
+    {
+        "_TRANSPORT", "_ALL_BROKERS_DOWN", "_TIMED_OUT", "_MSG_TIMED_OUT", "_RESOLVE", "_WAIT_COORD",
+        "_UNKNOWN_PARTITION", "_UNKNOWN_TOPIC", "UNKNOWN_TOPIC_OR_PART", "NOT_LEADER_FOR_PARTITION",
+        "LEADER_NOT_AVAILABLE", "REQUEST_TIMED_OUT", "NETWORK_EXCEPTION", "COORDINATOR_NOT_AVAILABLE",
+        "NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "BROKER_NOT_AVAILABLE", "KAFKA_STORAGE_ERROR",
+        "NOT_ENOUGH_REPLICAS", "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+    }
+)  # fmt: skip
+
+
+def is_transient(name: str, retriable: bool, fatal: bool) -> bool:
+    """Whether a Kafka error (by librdkafka name and flags) is worth retrying: never a fatal one."""
+    return not fatal and (retriable or name in TRANSIENT_ERROR_NAMES)
+
+
+def retry_transient(call: Callable[[], T], timeout_s: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> T:
+    """`call()`, retried with a short backoff while it fails with a transient broker error (a broker
+    that has just started, a leader moving), for at most `timeout_s`; other errors pass through."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout_s
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            transient = err is not None and is_transient(err.name(), err.retriable(), err.fatal())
+            if not transient or time.monotonic() + delay > deadline:
+                raise
+        sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 def base_config(bootstrap: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from typing import BinaryIO
 
 from reliability.clock import Clock, utcnow
 from reliability.errors import UserFacingError
+from reliability.kafka.clients import TRANSIENT_ERROR_NAMES, is_transient
 from reliability.kafka.dead_letters import DeadLetterPublishError, DeadLetterQueue
 from reliability.kafka.events import DEFAULT_TOPIC
 from reliability.kafka.warehouse import (
@@ -43,21 +44,6 @@ from reliability.kafka.warehouse import (
 DEFAULT_GROUP = "reliability.raw_orders"
 METADATA_TIMEOUT_S = 10.0
 
-# Broker errors that pass by themselves (a restart, a leader moving, a coordinator loading): retried.
-TRANSIENT_ERROR_NAMES = frozenset(
-    {
-        "_TRANSPORT", "_ALL_BROKERS_DOWN", "_TIMED_OUT", "_MSG_TIMED_OUT", "_RESOLVE", "_WAIT_COORD",
-        "_UNKNOWN_PARTITION", "_UNKNOWN_TOPIC", "UNKNOWN_TOPIC_OR_PART", "NOT_LEADER_FOR_PARTITION",
-        "LEADER_NOT_AVAILABLE", "REQUEST_TIMED_OUT", "NETWORK_EXCEPTION", "COORDINATOR_NOT_AVAILABLE",
-        "NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "BROKER_NOT_AVAILABLE", "KAFKA_STORAGE_ERROR",
-        "NOT_ENOUGH_REPLICAS", "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
-    }
-)  # fmt: skip
-
-
-def is_transient(name: str, retriable: bool, fatal: bool) -> bool:
-    """Whether a Kafka error (by librdkafka name and flags) is worth retrying: never a fatal one."""
-    return not fatal and (retriable or name in TRANSIENT_ERROR_NAMES)
 
 
 class BrokerUnavailable(UserFacingError):

@@ -140,7 +140,10 @@ def last_produced_day(topic: str, bootstrap: str | None = None, look_back: int =
         latest = None
         starts, wanted = [], 0
         for p in md.partitions:
-            low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            # a broker that has just started may not lead its partitions yet: retried, not fatal
+            low, high = clients.retry_transient(
+                lambda p=p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            )
             if high > low:
                 starts.append(TopicPartition(topic, p, max(low, high - look_back)))
                 wanted += high - max(low, high - look_back)

@@ -63,7 +63,8 @@ def enforce_quarantine(context: dg.OpExecutionContext, store_factory: Callable[[
                 allow_retries=False,
             )
         tags = context.run.tags
-        actor = tags.get(ACTOR_TAG) or tags.get("dagster/user") or f"run {context.run_id}"
+        reconcile = "reliability-reconcile" if tags.get("reliability/reconcile") == "true" else None
+        actor = tags.get(ACTOR_TAG) or tags.get("dagster/user") or reconcile or f"run {context.run_id}"
         record_override(store, sorted({q.incident_id for q in blocked}), run_id=context.run_id,
                         step=context.op_handle.name if context.op_handle else context.op.name, assets=assets,
                         partitions=[p for p in partitions if p], actor=actor)  # fmt: skip

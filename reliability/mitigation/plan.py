@@ -263,12 +263,19 @@ def blocking_quarantine(quarantines: Iterable[Quarantine], asset_keys: Iterable[
     return [q for q in quarantines for k in keys if q.blocks(k, partitions)]
 
 
+RECONCILE_TAGS = ("reliability/reconcile", "reliability/incident")  # a reconciliation backfill's run tags
+
+
 def override_ids(tags: Mapping[str, str]) -> set[int]:
-    """Incident numbers a run's override tag names (INC-3, 3, comma-separated)."""
+    """Incident numbers a run may build through: those its override tag names (INC-3, 3, comma-separated),
+    and the incident a reconciliation backfill repairs (it rebuilds exactly the quarantined partitions)."""
     from reliability.incidents.model import parse_incident_id
 
     out = set()
-    for part in (tags.get(OVERRIDE_TAG) or "").split(","):
+    named = (tags.get(OVERRIDE_TAG) or "").split(",")
+    if tags.get(RECONCILE_TAGS[0]) == "true":
+        named.append(tags.get(RECONCILE_TAGS[1]) or "")
+    for part in named:
         if part.strip():
             try:
                 out.add(parse_incident_id(part))

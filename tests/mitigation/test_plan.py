@@ -186,6 +186,9 @@ def test_quarantine_blocks_only_its_partitions_and_names_the_incident() -> None:
     message = refusal_message(blocked, ["2026-11-19", "2026-11-20"])
     assert "quarantined by INC-7" in message and "reliability/quarantine_override=INC-7" in message
     assert override_ids({"reliability/quarantine_override": "INC-7, 9,bad"}) == {7, 9}
+    # a reconciliation backfill rebuilds its own incident's quarantined partitions; a linked run does not
+    assert override_ids({"reliability/reconcile": "true", "reliability/incident": "INC-7"}) == {7}
+    assert override_ids({"reliability/incident": "INC-7"}) == set()
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Reconciliation: repair exactly the partitions an incident affected (plan, backfill, verify, resolve)."""
