@@ -118,11 +118,12 @@ def _declared_automations(repo_def: dg.RepositoryDefinition) -> list:
 
 
 def resume_incident(instance: dg.DagsterInstance, store: Any, repo_def: dg.RepositoryDefinition, origin: Any,
-                    incident_id: int, *, actor: str = POLICY_ACTOR,
-                    now: datetime | None = None) -> list[PlannedAction]:  # fmt: skip
+                    incident_id: int, *, actor: str = POLICY_ACTOR, now: datetime | None = None,
+                    record: bool = True) -> list[PlannedAction]:  # fmt: skip
     """Undo exactly what the breaker did for this incident: restart the automation it stopped (not what an
     engineer had stopped, nor what another active incident still holds), resume its Kafka pauses, lift
-    its quarantine. Recorded on the timeline; the incident's status is left to the caller."""
+    its quarantine. Recorded on the timeline (unless `record` is False: reconciliation records the returned
+    actions with the resolution, see `resolution_hook`); the incident's status is left to the caller."""
     store.get(incident_id)  # a clear error for an unknown id
     state = _states(store, [incident_id]).get(incident_id, ContainmentState())
     if state.stopped and origin is None:
@@ -136,9 +137,16 @@ def resume_incident(instance: dg.DagsterInstance, store: Any, repo_def: dg.Repos
             inst = found.get(str(data["name"]))
             if inst is not None:
                 controls.restart(instance, inst, data.get("previous_status"))  # type: ignore[arg-type]
-    if actions:
+    if actions and record:
         _record(store, incident_id, actor, actions, now, move_to_mitigated=False)
     return actions
+
+
+def resolution_hook(instance: dg.DagsterInstance, store: Any, repo_def: dg.RepositoryDefinition,
+                    origin: Any) -> Callable[[int], list[PlannedAction]]:  # fmt: skip
+    """reliability.reconciliation's `on_resolved`: once a repair is verified, resume exactly what the
+    breaker paused and lift the quarantine; the actions are returned for the resolution's timeline."""
+    return lambda incident_id: resume_incident(instance, store, repo_def, origin, incident_id, record=False)
 
 
 def lift_quarantine(store: Any, incident_id: int, actor: str, now: datetime | None = None) -> PlannedAction | None:
@@ -207,6 +215,7 @@ __all__ = [
     "pause_incident",
     "policy_tick",
     "record_override",
+    "resolution_hook",
     "resume_incident",
 ]
 
