@@ -193,6 +193,13 @@ def test_kafka_fed_root_pauses_the_consumer_and_the_lag_check_says_why(location,
                                           passed=False, description="lag ERR")  # fmt: skip
         reported = kafka_defs.paused_lag_evaluation(lagging)
         assert reported.passed and reported.description == f"paused by INC-{inc_id}"
+        # reconciliation's on_resolved hook: resumes, and leaves the recording to the resolution
+        from reliability.mitigation.service import resolution_hook
+
+        actions = resolution_hook(instance, store, repo, origin)(inc_id)
+        assert {a.kind for a in actions} == {"start_automation", "resume_kafka", "lift_quarantine"}
+        assert not [e for e in store.timeline(inc_id) if e.data.get("action") == "resume_kafka"]
+        assert kafka_defs.paused_lag_evaluation(lagging).passed  # in effect until the resolution records it
         resume_incident(instance, store, repo, origin, inc_id, actor="bob")
         assert not kafka_defs.paused_lag_evaluation(lagging).passed
 
