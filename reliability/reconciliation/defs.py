@@ -6,6 +6,7 @@ Launch the job from the UI's Launchpad with the incident id as config, e.g.
 """
 
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -61,14 +62,30 @@ def reconcile_incident_op(context: dg.OpExecutionContext, config: ReconcileConfi
     )
 
 
+def _mitigation_hook(context: dg.SensorEvaluationContext, store: Any) -> ResolutionHook | None:
+    """Resume exactly what the circuit breaker paused, once the repair is verified (None when this
+    code location has no origin on the instance yet: the incident is still resolved, nothing resumes)."""
+    from reliability.mitigation.controls import find_repository_origin
+    from reliability.mitigation.service import resolution_hook
+
+    try:
+        origin = find_repository_origin(context.instance, context.repository_def)
+    except UserFacingError as exc:
+        context.log.warning(f"reconciliation: cannot resume paused automation: {exc}")
+        return None
+    return resolution_hook(context.instance, store, context.repository_def, origin)
+
+
 @dg.job(name=JOB_NAME, description="Repair exactly the partitions an incident affected (config: incident_id).")
 def reconcile_incident_job() -> None:
     reconcile_incident_op()
 
 
 def build_verify_sensor(store_url: str | None = None, minimum_interval_seconds: int = 30,
-                        on_resolved: ResolutionHook | None = None) -> dg.SensorDefinition:  # fmt: skip
-    """`on_resolved` is the mitigation stage's hook: lift the quarantine and resume what it paused."""
+                        on_resolved: ResolutionHook | None = None, resume_mitigation: bool = True,
+                        ) -> dg.SensorDefinition:  # fmt: skip
+    """`on_resolved` is the mitigation stage's hook: lift the quarantine and resume what it paused. By
+    default (`resume_mitigation`) it is reliability.mitigation's, bound to this code location."""
 
     @dg.sensor(
         name=SENSOR_NAME, minimum_interval_seconds=minimum_interval_seconds,
@@ -85,6 +102,9 @@ def build_verify_sensor(store_url: str | None = None, minimum_interval_seconds: 
         ))  # fmt: skip
         judged = []
         with open_store(store_url) as store:
+            hook = on_resolved
+            if hook is None and resume_mitigation and ended:
+                hook = _mitigation_hook(context, store)
             for backfill in ended:
                 try:
                     incident_id = parse_incident_id(backfill.tags.get(INCIDENT_TAG, ""))
@@ -95,7 +115,7 @@ def build_verify_sensor(store_url: str | None = None, minimum_interval_seconds: 
                 if backfill.backfill_id in verified_backfills(timeline):
                     continue
                 verdict = verify_and_close(store, context.instance, incident_id, backfill.backfill_id, now=now,
-                                           on_resolved=on_resolved)  # fmt: skip
+                                           on_resolved=hook)  # fmt: skip
                 if verdict is not None:
                     judged.append(f"{backfill.backfill_id}: {'repaired' if verdict.repaired else 'not repaired'}")
         return dg.SkipReason("; ".join(judged) or "no ended reconciliation backfill to judge")
