@@ -8,14 +8,8 @@ that stopped updating, and the incident sensor opens an incident for it. No even
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from datetime import timedelta
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -24,28 +18,19 @@ from reliability.clock import utcnow
 from reliability.incidents.store import IncidentStore
 from reliability.kafka.producer import produce_shop_days
 from reliability.shop.generator import ShopScale
+from tests.daemon_harness import REPO, running_daemon, wait_for, write_workspace
 
-REPO = Path(__file__).resolve().parents[2]
 DAILY = ["raw_customers", "raw_payments", "stg_orders", "stg_customers", "stg_payments", "fct_orders", "daily_revenue"]
 DEADLINE_S = 900  # generous: a loaded 2-core machine runs each Dagster run slowly
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-def _wait(what: str, predicate, log: Path, timeout_s: float = DEADLINE_S):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        if "Error loading repository location" in log.read_text(errors="replace"):
-            break  # the code location does not load: waiting longer cannot help
-        time.sleep(3)
-    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}; daemon log tail:\n{tail}")
 
 
-def test_daemon_builds_every_partition_and_a_stale_asset_opens_an_incident(kafka_broker, topic_name, tmp_path):
+def test_daemon_builds_every_partition_and_a_stale_asset_opens_an_incident(
+    kafka_broker, topic_name, tmp_path, monkeypatch
+):
     today = utcnow().date()
     days = [today - timedelta(days=2), today - timedelta(days=1), today]
     home = tmp_path / "dagster_home"
@@ -60,7 +45,6 @@ def test_daemon_builds_every_partition_and_a_stale_asset_opens_an_incident(kafka
     )
     store_url = f"sqlite:///{tmp_path / 'incidents.db'}"
     env = {
-        **os.environ,
         "DAGSTER_HOME": str(home),
         "RELIABILITY_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
         "RELIABILITY_ASSETS_FILE": str(tmp_path / "assets.yaml"),
@@ -73,24 +57,15 @@ def test_daemon_builds_every_partition_and_a_stale_asset_opens_an_incident(kafka
         "RELIABILITY_TEST_KAFKA_GROUP": f"g.{topic_name}",
         "SODA_CORE_TELEMETRY_ENABLED": "false",
     }
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(
-        "load_from:\n  - python_module:\n      module_name: tests.automation.location\n      attribute: defs\n"
-        f"      working_directory: {REPO}\n"
-    )
+    workspace = write_workspace(tmp_path / "workspace.yaml", "tests.automation.location")
     # the same scale as the platform's ShopGenerator resource: orders reference the customers it loads
     produced = produce_shop_days(topic_name, days, ShopScale(), bootstrap=kafka_broker)
     assert produced > 0
 
-    os.environ["DAGSTER_HOME"], saved_home = str(home), os.environ.get("DAGSTER_HOME")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     instance = dg.DagsterInstance.get()  # creates the storage before the daemon's processes open it
     log = tmp_path / "daemon.log"
-    with log.open("w") as out:
-        daemon = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
-        )  # fmt: skip
-    try:
+    with running_daemon(workspace, env, log):
         keys = [k.isoformat() for k in days]
 
         def built_everything() -> bool:
@@ -98,7 +73,8 @@ def test_daemon_builds_every_partition_and_a_stale_asset_opens_an_incident(kafka
                 set(keys) <= instance.get_materialized_partitions(dg.AssetKey(asset)) for asset in DAILY
             ) and instance.get_latest_materialization_event(dg.AssetKey("customer_lifetime_value")) is not None
 
-        _wait("every daily partition and customer_lifetime_value built by the daemon", built_everything, log)
+        wait_for("every daily partition and customer_lifetime_value built by the daemon", built_everything, log,
+                 timeout_s=DEADLINE_S)
 
         # raw_orders came from Kafka, and its Soda contract ran after the micro-batch, in the same run
         orders = instance.get_latest_materialization_event(dg.AssetKey("raw_orders"))
@@ -124,19 +100,9 @@ def test_daemon_builds_every_partition_and_a_stale_asset_opens_an_incident(kafka
             with IncidentStore(store_url) as store:
                 return [i for i in store.list_incidents() if i.root_asset == "raw_customers"]
 
-        (incident,) = _wait("the freshness incident on raw_customers", freshness_incident, log, timeout_s=300)
+        (incident,) = wait_for("the freshness incident on raw_customers", freshness_incident, log, timeout_s=300)
         with IncidentStore(store_url) as store:
             full = store.get(incident.id)
             assert full.fault_class == "freshness"
             # the clean data opened no other incident
             assert [i.root_asset for i in store.list_incidents()] == ["raw_customers"]
-    finally:
-        if saved_home is None:
-            os.environ.pop("DAGSTER_HOME", None)
-        else:
-            os.environ["DAGSTER_HOME"] = saved_home
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)

@@ -4,14 +4,8 @@ incident. Real DuckDB, dbt, Soda and Dagster; the incident comes from the real d
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -23,27 +17,17 @@ from reliability.incidents.store import IncidentStore
 from reliability.reconciliation.backfill import backfill_outcome, backfill_target
 from reliability.reconciliation.service import VERIFY_ACTION, reconcile
 from reliability.shop.generator import ShopScale, generate
+from tests.daemon_harness import REPO, running_daemon, wait_for, write_workspace
 from tests.shop_harness import build, daily_selection, failed_checks, run, shop_settings
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 DAY = "2026-01-05"
 PLANNED = {("raw_payments", DAY), ("stg_payments", DAY), ("fct_orders", DAY), ("daily_revenue", DAY),
            ("customer_lifetime_value", None)}  # fmt: skip
 BAD_METHOD = f"update raw_payments set method = 'bitcoin' where payment_date = date '{DAY}'"
 
 
-def _wait(what: str, predicate, log: Path, timeout_s: float = 600):  # noqa: ANN001, ANN202
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        if "Error loading repository location" in log.read_text(errors="replace"):
-            break  # the code location does not load: waiting longer cannot help
-        time.sleep(3)
-    raise AssertionError(f"timed out waiting for {what}; daemon log tail:\n{log.read_text(errors='replace')[-4000:]}")
 
 
 def test_the_daemon_rebuilds_exactly_the_plan_and_the_verified_incident_is_resolved(tmp_path, monkeypatch):
@@ -76,27 +60,15 @@ def test_the_daemon_rebuilds_exactly_the_plan_and_the_verified_incident_is_resol
     assert result.partitions_from == "--partition"
     assert backfill_target(instance, result.backfill_id) == PLANNED
 
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text("load_from:\n  - python_module:\n      module_name: tests.reconciliation.location\n"
-                         f"      attribute: defs\n      working_directory: {REPO}\n")  # fmt: skip
+    workspace = write_workspace(tmp_path / "workspace.yaml", "tests.reconciliation.location")
     log = tmp_path / "daemon.log"
-    with log.open("w") as out:
-        daemon = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
-            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
-        )  # fmt: skip
-    try:
+    with running_daemon(workspace, env, log):
+
         def verdict():  # noqa: ANN202
             with IncidentStore(url) as store:
                 return [e for e in store.timeline(incident.id) if e.data.get("action") == VERIFY_ACTION]
 
-        (entry, *_) = _wait("the verification sensor to judge the reconciliation backfill", verdict, log)
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
+        (entry, *_) = wait_for("the verification sensor to judge the reconciliation backfill", verdict, log)
 
     outcome = backfill_outcome(instance, result.backfill_id)
     assert outcome.succeeded, outcome.status

@@ -1,0 +1,59 @@
+"""A real `dagster-daemon` on a temporary instance, for the tests of behaviour only the daemon has
+(automation, freshness, backfills): start it on a workspace, wait for what it should do, stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+def write_workspace(path: Path, module: str) -> Path:
+    """A workspace file loading `module.defs` from the repository."""
+    path.write_text(
+        f"load_from:\n  - python_module:\n      module_name: {module}\n      attribute: defs\n"
+        f"      working_directory: {REPO}\n"
+    )
+    return path
+
+
+@contextmanager
+def running_daemon(workspace: Path, env: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """The daemon as its own process group, its output in `log`; stopped (then killed) on exit."""
+    with log.open("w") as out:
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
+            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield daemon
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+
+
+def wait_for(what: str, predicate: Callable[[], T], log: Path, timeout_s: float = 600) -> T:
+    """Poll until `predicate()` is truthy; on time-out (or a code location that does not load) fail with
+    the tail of the daemon's log."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        if "Error loading repository location" in log.read_text(errors="replace"):
+            break  # the code location does not load: waiting longer cannot help
+        time.sleep(3)
+    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}; daemon log tail:\n{tail}")
