@@ -54,7 +54,7 @@ def check_name(key: dg.AssetCheckKey) -> str:
 
 def _pipeline_checks(result: dg.ExecuteInProcessResult) -> list:
     """The pipeline's own checks: not `open_incident`, which reports the incident store's state."""
-    from reliability.mitigation.visibility import OPEN_INCIDENT_CHECK
+    from reliability.incidents.model import OPEN_INCIDENT_CHECK
 
     return [e for e in result.get_asset_check_evaluations() if e.check_name != OPEN_INCIDENT_CHECK]
 

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from reliability.incidents.model import Detection, FaultClass, Source
+from reliability.incidents.model import STATUS_CHECKS, Detection, FaultClass, Source
 
 if TYPE_CHECKING:
     from reliability.incidents.triage import LineageGraph
 
 # checks this platform reports about incidents themselves (reliability.mitigation): never a detection
-IGNORED_CHECKS = frozenset({"open_incident"})
+IGNORED_CHECKS = STATUS_CHECKS
 # the run tag the quarantine guard (reliability.mitigation.guard) puts on a run it refused
 QUARANTINE_REFUSED_TAG = "reliability/quarantine_refused"
 

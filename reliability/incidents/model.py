@@ -70,6 +70,10 @@ def format_incident_id(incident_id: int) -> str:
     return f"INC-{incident_id}"
 
 
+# The platform's own status check on every asset (reliability.mitigation): it reports an incident, so it
+# is never a detection, nor evidence that a repair worked.
+OPEN_INCIDENT_CHECK = "open_incident"
+STATUS_CHECKS = frozenset({OPEN_INCIDENT_CHECK})
 MAX_INCIDENT_ID = 2**63 - 1  # the largest id every store (SQLite, PostgreSQL BIGINT) can hold
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import dagster as dg
 
-from reliability.mitigation.visibility import OPEN_INCIDENT_CHECK, check_states
+from reliability.incidents.model import OPEN_INCIDENT_CHECK
+from reliability.mitigation.visibility import check_states
 
 log = logging.getLogger(__name__)
 PAUSE_JOB = "pause_incident"

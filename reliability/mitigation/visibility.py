@@ -10,7 +10,6 @@ from urllib.parse import quote
 
 from reliability.incidents.model import ACTIVE_STATUSES, Severity, Status
 
-OPEN_INCIDENT_CHECK = "open_incident"
 RUN_TAG = "reliability/incident"
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from reliability.incidents.model import STATUS_CHECKS
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -45,7 +47,7 @@ class Verdict:
         return "; ".join(parts)
 
 
-CHECK_SIGNAL_PREFIXES = ("run_failure:", "freshness")  # signals a successful rebuild itself answers
+CHECK_SIGNAL_PREFIXES = ("run_failure", "freshness")  # signals a successful rebuild itself answers
 
 
 def judge(incident_signals: Iterable[str], results: Sequence[CheckResult], backfill_succeeded: bool,
@@ -54,6 +56,8 @@ def judge(incident_signals: Iterable[str], results: Sequence[CheckResult], backf
     the last result of a check on a partition counts)."""
     latest: dict[tuple[str, str | None], CheckResult] = {}
     for result in results:
+        if result.check in STATUS_CHECKS:  # reports the open incident itself: no evidence either way
+            continue
         latest[(result.signal_key, result.partition)] = result
     failing = sorted({key + (f" [{part}]" if part else "") for (key, part), r in latest.items() if not r.passed})
     evaluated = {key for key, _ in latest}

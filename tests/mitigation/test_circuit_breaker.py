@@ -17,7 +17,7 @@ import pytest
 
 from reliability.definitions import build_definitions
 from reliability.incidents.lineage import graph_from_asset_graph
-from reliability.incidents.model import Detection, Source, Status
+from reliability.incidents.model import OPEN_INCIDENT_CHECK, Detection, Source, Status
 from reliability.incidents.store import IncidentStore
 from reliability.mitigation import controls
 from reliability.mitigation.defs import report_open_incident_checks
@@ -25,7 +25,6 @@ from reliability.mitigation.guard import ACTOR_TAG
 from reliability.mitigation.plan import OVERRIDE_TAG, POLICY_ACTOR
 from reliability.mitigation.policy import MitigationPolicy, Mode
 from reliability.mitigation.service import active_quarantines, policy_tick, resume_incident
-from reliability.mitigation.visibility import OPEN_INCIDENT_CHECK
 from tests.incidents.conftest import T0, SteppingClock
 from tests.shop_harness import DAY, shop_settings
 

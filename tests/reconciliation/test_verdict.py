@@ -30,7 +30,7 @@ def test_a_partition_range_includes_both_ends_and_bad_ranges_name_the_value():
         partition_range(DAYS, "2026-02-04..2026-02-02")
 
 
-SIGNALS = ["raw_payments::soda_method_invalid", "stg_payments::run_failure:__ASSET_JOB"]
+SIGNALS = ["raw_payments::soda_method_invalid", "stg_payments::run_failure"]
 
 
 def test_repaired_when_the_backfill_succeeded_and_the_incidents_checks_passed_again():
@@ -65,3 +65,13 @@ def test_the_options_name_the_roots_partitions_before_the_incident_and_not_both_
     assert root_partitions(incident, DAYS, (), "2026-02-01..2026-02-02") == (tuple(DAYS[:2]), "--partition-range")
     with pytest.raises(UserFacingError, match="not both"):
         root_partitions(incident, DAYS, ["2026-02-04"], "2026-02-01..2026-02-02")
+
+
+def test_the_open_incident_status_check_is_no_evidence_either_way():
+    """The status check fails in the repair's own runs because the incident is still open: ignored."""
+    results = [CheckResult("raw_payments", "soda_method_invalid", True, "2026-02-02"),
+               CheckResult("raw_payments", "open_incident", False, "2026-02-02"),
+               CheckResult("stg_payments", "open_incident", False, "2026-02-02")]  # fmt: skip
+    verdict = judge(["raw_payments::soda_method_invalid", "stg_payments::run_failure"], results,
+                    backfill_succeeded=True, backfill_status="COMPLETED_SUCCESS")  # fmt: skip
+    assert verdict.repaired and verdict.failing == () and verdict.not_evaluated == ()
