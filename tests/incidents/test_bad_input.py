@@ -220,6 +220,8 @@ def test_settings_file_with_a_list_as_a_path_names_file_and_field(tmp_path, monk
     with pytest.raises(ConfigError, match="warehouse_path: expected a path"):
         load_settings(settings, environ={})
     monkeypatch.delenv("RELIABILITY_INCIDENT_STORE_URL", raising=False)
+    # an earlier dbt run in this process may have exported the warehouse, which would override the bad field
+    monkeypatch.delenv("RELIABILITY_WAREHOUSE", raising=False)
     monkeypatch.setenv("RELIABILITY_SETTINGS", str(settings))
     from reliability.settings import get_settings
 
