@@ -247,35 +247,24 @@ def detections_from_run_failure(event: RunFailureEvent, graph: LineageGraph | No
     assets += [k for k in event.failed_check_assets if k not in assets and k not in blockers]
     if not assets and not blocked and not blockers:
         assets = list(event.asset_selection) or [f"job:{event.job_name}"]
-    out = [
-        Detection(
+    def failure(asset: str, description: str, blocked_by: tuple[str, ...] = ()) -> Detection:
+        return Detection(
             detection_key=f"run:{event.run_id}:{asset}",
             asset_key=asset,
             source=Source.RUN_FAILURE,
             signal=RUN_FAILURE_SIGNAL,
             occurred_at=_ts(event.timestamp),
             fault_class=FaultClass.PIPELINE_FAILURE,
-            description=event.message,
+            description=description,
             run_id=event.run_id,
+            blocked_by=blocked_by,
             metadata={"job": event.job_name},
             partition_keys=tuple(event.partition_keys),
         )
-        for asset in dict.fromkeys(assets)
-    ]
+
+    out = [failure(asset, event.message) for asset in dict.fromkeys(assets)]
     out += [
-        Detection(
-            detection_key=f"run:{event.run_id}:{asset}",
-            asset_key=asset,
-            source=Source.RUN_FAILURE,
-            signal=RUN_FAILURE_SIGNAL,
-            occurred_at=_ts(event.timestamp),
-            fault_class=FaultClass.PIPELINE_FAILURE,
-            description=f"not built: blocked by a failed blocking check on {', '.join(by)}",
-            run_id=event.run_id,
-            blocked_by=tuple(by),
-            metadata={"job": event.job_name},
-            partition_keys=tuple(event.partition_keys),
-        )
+        failure(asset, f"not built: blocked by a failed blocking check on {', '.join(by)}", tuple(by))
         for asset, by in blocked.items()
     ]
     return out
