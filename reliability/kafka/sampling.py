@@ -13,8 +13,8 @@ Failures never raise out of a tick: an unreachable broker is `Sample(error=...)`
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
-import functools
 import json
 import os
 import re
@@ -167,16 +167,33 @@ class LagClients:
         return self.metadata
 
 
-@functools.cache
+_LAG_CLIENTS: dict[str, LagClients] = {}  # bootstrap -> warm clients
+_LAG_CLIENTS_LOCK = threading.Lock()
+
+
 def lag_clients(bootstrap: str) -> LagClients:
+    """The warm clients of a cluster, made on first use."""
     from reliability.kafka import clients
 
-    reader = clients.consumer(
-        READER_GROUP,
-        bootstrap,
-        **{"enable.partition.eof": True, "fetch.wait.max.ms": 10, "check.crcs": False},
-    )
-    return LagClients(clients.admin(bootstrap), reader, threading.Lock())
+    with _LAG_CLIENTS_LOCK:
+        if bootstrap not in _LAG_CLIENTS:
+            reader = clients.consumer(
+                READER_GROUP,
+                bootstrap,
+                **{"enable.partition.eof": True, "fetch.wait.max.ms": 10, "check.crcs": False},
+            )
+            _LAG_CLIENTS[bootstrap] = LagClients(clients.admin(bootstrap), reader, threading.Lock())
+        return _LAG_CLIENTS[bootstrap]
+
+
+def forget_lag_clients(bootstrap: str) -> None:
+    """Drop a cluster's warm clients after a failed tick, so the next tick starts with fresh connections
+    and metadata (librdkafka keeps stale leader epochs after a broker restart: FENCED_LEADER_EPOCH)."""
+    with _LAG_CLIENTS_LOCK:
+        stale = _LAG_CLIENTS.pop(bootstrap, None)
+    if stale is not None:
+        with contextlib.suppress(Exception):  # already closed or broken: nothing left to release
+            stale.reader.close()
 
 
 # ---------------------------------------------------------------------------------------------- a tick
@@ -375,6 +392,7 @@ def run_tick(
             if not error.startswith("Kafka cluster unreachable"):
                 error = f"Kafka cluster unreachable: {error}"
             groups = {g: GroupSample() for g in (*watch.groups, *watch.required)}
+            forget_lag_clients(bootstrap)
             return advance(state or LagState(), Sample(groups=groups, log_end={}, error=error), now, config)
         path = state_path(metadata.cluster_id)
         state = load_state(path) if state is None else state
@@ -398,6 +416,8 @@ def run_tick(
         state = new_state
         if sample.error is None:
             save_state(path, state)
+        else:  # e.g. FENCED_LEADER_EPOCH after a broker restart: the warm clients' metadata is stale
+            forget_lag_clients(bootstrap)
         return state, results
 
 
