@@ -1,0 +1,189 @@
+"""Dagster glue: resolve a selection, run only its asset checks (no materialization), collect results.
+
+Checks run through `dagster.materialize` with a selection of check keys only, so Dagster executes the
+check steps alone (a dbt multi-asset then runs `dbt build --select <its tests>`, a Soda contract its
+checks) and records the evaluations in the instance (the DAGSTER_HOME one when set). Checks of
+partitioned assets run in a second run for one partition (or a range); the `open_incident` status
+checks are left out: they report the incident store, not the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from reliability.ci.results import MAX_FAILING_ROWS, CheckResult, result_from_evaluation
+from reliability.errors import ConfigError
+from reliability.incidents.model import STATUS_CHECKS
+from reliability.settings import Settings
+
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass(frozen=True)
+class PartitionScope:
+    """Which partitions the checks of partitioned assets look at: one key, a range, or the latest."""
+
+    key: str | None = None
+    range: tuple[str, str] | None = None
+
+    @classmethod
+    def parse(cls, partition: str | None, partition_range: str | None) -> PartitionScope:
+        if partition and partition_range:
+            raise ConfigError("--partition and --partition-range exclude each other")
+        if partition_range:
+            first, sep, last = partition_range.partition("...")
+            if not sep or not first or not last:
+                raise ConfigError(f"--partition-range must look like 2026-11-01...2026-11-07, got {partition_range!r}")
+            return cls(range=(first, last))
+        return cls(key=partition)
+
+
+def settings_with_warehouse(settings: Settings, warehouse: Path | None) -> Settings:
+    """The settings pointed at another DuckDB file (dbt and the Soda checks both read it)."""
+    if warehouse is None:
+        return settings
+    return settings.model_copy(update={"warehouse_path": warehouse.resolve()})
+
+
+def open_instance() -> dg.DagsterInstance:
+    """The configured instance (DAGSTER_HOME) so results are recorded, else an ephemeral one."""
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def resolve_selection(defs: dg.Definitions, text: str) -> set[dg.AssetKey]:
+    """Asset keys of a Dagster selection string (`key:`, `tag:`, `owner:`, `group:`, `+`)."""
+    graph = defs.resolve_asset_graph()
+    try:
+        keys = set(dg.AssetSelection.from_string(text).resolve(graph))
+    except Exception as exc:  # the parser's and resolver's errors: a usage error either way
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"--select {text!r}: {message}") from exc
+    if not keys:
+        raise ConfigError(f"--select {text!r} selects no asset")
+    return keys
+
+
+def checks_of(defs: dg.Definitions, keys: Iterable[dg.AssetKey]) -> list[dg.AssetCheckKey]:
+    """The data checks on the given assets (the status checks left out), in a stable order."""
+    graph = defs.resolve_asset_graph()
+    wanted = set(keys)
+    found = [k for k in graph.asset_check_keys if k.asset_key in wanted and k.name not in STATUS_CHECKS]
+    return sorted(found, key=lambda k: k.to_user_string())
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dg.TableMetadataValue):
+        return [dict(record.data) for record in value.records[:MAX_FAILING_ROWS]]
+    return getattr(value, "value", value)
+
+
+def quiet_libraries() -> None:
+    """dbt's and Dagster's per-event logs would bury the table: the results are reported after the run."""
+    for name in ("dagster", "dagster_dbt", "dbt"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _run(
+    defs: dg.Definitions,
+    keys: Sequence[dg.AssetCheckKey],
+    instance: dg.DagsterInstance,
+    partition_key: str | None,
+    tags: dict[str, str],
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [*(defs.assets or []), *(defs.asset_checks or [])],
+        selection=dg.AssetSelection.checks(*keys),
+        partition_key=partition_key,
+        instance=instance,
+        resources=defs.resources,
+        run_config=QUIET_RUN_CONFIG,
+        tags=tags,
+        raise_on_error=False,
+    )
+
+
+def collect_results(
+    result: dg.ExecuteInProcessResult, expected: Sequence[dg.AssetCheckKey], partition: str | None
+) -> list[CheckResult]:
+    out: list[CheckResult] = []
+    seen: set[dg.AssetCheckKey] = set()
+    for evaluation in result.get_asset_check_evaluations():
+        key = evaluation.asset_check_key
+        if key in seen or key not in set(expected):
+            continue
+        seen.add(key)
+        metadata = {k: _plain(v) for k, v in evaluation.metadata.items()}
+        rows = metadata.pop("failing_rows_sample", None) or []
+        out.append(
+            result_from_evaluation(
+                asset=key.asset_key.to_user_string(),
+                check=key.name,
+                passed=evaluation.passed,
+                severity="warn" if evaluation.severity == dg.AssetCheckSeverity.WARN else "error",
+                description=evaluation.description,
+                metadata=metadata,
+                failing_rows=rows,
+                partition=partition,
+            )
+        )
+    failures = [
+        e.event_specific_data.error.message.strip()
+        for e in result.get_step_failure_events()
+        if e.event_specific_data and e.event_specific_data.error
+    ]
+    cause = failures[0].splitlines()[0][:300] if failures else "the run ended before it reported"
+    for key in expected:
+        if key not in seen:
+            out.append(
+                CheckResult(
+                    asset=key.asset_key.to_user_string(),
+                    check=key.name,
+                    passed=False,
+                    description=f"not evaluated: {cause}",
+                    partition=partition,
+                )
+            )
+    return out
+
+
+def run_checks(
+    defs: dg.Definitions,
+    check_keys: Sequence[dg.AssetCheckKey],
+    instance: dg.DagsterInstance,
+    scope: PartitionScope = PartitionScope(),
+) -> list[CheckResult]:
+    """Run the given checks without materializing: unpartitioned assets' checks in one run, partitioned
+    ones' in another for the scope's partition(s) (the latest partition by default)."""
+    quiet_libraries()
+    graph = defs.resolve_asset_graph()
+    plain = [k for k in check_keys if graph.get(k.asset_key).partitions_def is None]
+    partitioned = [k for k in check_keys if graph.get(k.asset_key).partitions_def is not None]
+    results: list[CheckResult] = []
+    if plain:
+        results += collect_results(_run(defs, plain, instance, None, {}), plain, None)
+    if partitioned:
+        partitions_def = graph.get(partitioned[0].asset_key).partitions_def
+        if scope.range is not None:
+            for key in scope.range:
+                _check_partition_key(partitions_def, key)
+            tags = {RANGE_START_TAG: scope.range[0], RANGE_END_TAG: scope.range[1]}
+            label = f"{scope.range[0]}...{scope.range[1]}"
+            results += collect_results(_run(defs, partitioned, instance, None, tags), partitioned, label)
+        else:
+            key = scope.key or partitions_def.get_last_partition_key()
+            _check_partition_key(partitions_def, key)
+            results += collect_results(_run(defs, partitioned, instance, key, {}), partitioned, key)
+    return results
+
+
+def _check_partition_key(partitions_def: dg.PartitionsDefinition, key: str | None) -> None:
+    if key is None or not partitions_def.has_partition_key(key):
+        raise ConfigError(f"partition {key!r} is not a partition of the selected assets ({partitions_def})")
