@@ -48,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ci.add_argument("--state", required=True, metavar="DIR", help="folder with the production dbt manifest.json")
     ci.add_argument("--report-md", metavar="FILE", help="write the impact report as Markdown (a PR comment)")
     ci.add_argument("--workdir", metavar="DIR", help="where the throwaway warehouse copy goes (default: a temp dir)")
+    ci.add_argument("--partition", metavar="KEY", help="partition to build of partitioned models (default: the latest)")
     ci.add_argument("--skip-validate", action="store_true", help="do not run `dagster definitions validate`")
     _common_output_options(ci)
     ci.set_defaults(handler=_usage_errors_exit_2(_ci))

@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reliability.ci.results import MAX_FAILING_ROWS, CheckResult, counts
+from reliability.incidents.triage import md_escape
 
 TABLE_COLUMNS = ("status", "asset", "check", "source", "measured", "threshold", "description")
-_ICONS = {"passed": "✅", "warn": "⚠️", "failed": "❌"}
+_ICONS = {"passed": "✅", "warn": "⚠️", "failed": "❌", "skipped": "⏭️"}
 
 
 def _text(value: Any) -> str:
@@ -24,7 +25,7 @@ def _text(value: Any) -> str:
 
 def _ordered(results: Sequence[CheckResult]) -> list[CheckResult]:
     """Failures first, then warnings, then passes; by name within each."""
-    rank = {"failed": 0, "warn": 1, "passed": 2}
+    rank = {"failed": 0, "warn": 1, "skipped": 2, "passed": 3}
     return sorted(results, key=lambda r: (rank[r.status], r.name))
 
 
@@ -37,7 +38,9 @@ def table_rows(results: Sequence[CheckResult]) -> list[tuple[str, ...]]:
 
 def summary_line(results: Sequence[CheckResult], fail_on: str) -> str:
     c = counts(results)
-    return f"{c['total']} checks: {c['passed']} passed, {c['failed']} failed, {c['warn']} warn (fail on {fail_on})"
+    skipped = f", {c['skipped']} skipped" if c["skipped"] else ""
+    counted = f"{c['passed']} passed, {c['failed']} failed, {c['warn']} warn{skipped}"
+    return f"{c['total']} checks: {counted} (fail on {fail_on})"
 
 
 def failure_details(result: CheckResult) -> str:
@@ -72,7 +75,7 @@ def junit_xml(
         tests=str(len(results)),
         failures=str(len(failing)),
         errors="0",
-        skipped="0",
+        skipped=str(sum(r.skipped is not None for r in results)),
         time=f"{seconds:.3f}",
     )
     for result in results:
@@ -94,6 +97,8 @@ def junit_xml(
                 case, "failure", message=(result.description or result.status)[:500], type=result.severity
             )
             failure.text = failure_details(result)
+        elif result.skipped:
+            ET.SubElement(case, "skipped", message=result.skipped[:500])
         elif not result.passed:
             ET.SubElement(case, "system-out").text = f"WARN (below --fail-on {fail_on})\n{failure_details(result)}"
     ET.indent(root)
@@ -112,14 +117,14 @@ def json_report(
 
 
 def _md_cell(value: Any) -> str:
-    return _text(value).replace("|", "\\|").replace("\n", " ")[:200]
+    return md_escape(_text(value).replace("\n", " ")[:200])
 
 
 def markdown_summary(results: Sequence[CheckResult], fail_on: str, title: str = "Asset checks") -> str:
     """A GitHub-flavoured summary: counts, then every check that did not pass, then the passes folded."""
     lines = [f"### {title}", "", summary_line(results, fail_on), ""]
     ordered = _ordered(results)
-    bad = [r for r in ordered if not r.passed]
+    bad = [r for r in ordered if not r.passed and not r.skipped]
     if bad:
         lines += ["| | asset | check | measured | threshold | message |", "|---|---|---|---|---|---|"]
         lines += [
@@ -128,9 +133,12 @@ def markdown_summary(results: Sequence[CheckResult], fail_on: str, title: str = 
             for r in bad
         ]
         lines.append("")
-    passed = [r for r in ordered if r.passed]
+    skipped = [r for r in ordered if r.skipped]
+    if skipped:
+        lines += [f"- ⏭️ `{md_escape(r.name)}` skipped: {md_escape(r.skipped or '')}" for r in skipped] + [""]
+    passed = [r for r in ordered if r.passed and not r.skipped]
     if passed:
         lines += [f"<details><summary>{len(passed)} passed</summary>", ""]
-        lines += [f"- `{r.name}`" for r in passed]
+        lines += [f"- `{md_escape(r.name)}`" for r in passed]
         lines += ["", "</details>", ""]
     return "\n".join(lines)

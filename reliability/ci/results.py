@@ -30,6 +30,7 @@ class CheckResult:
     contract: str | None = None  # the Soda contract file, for a contract's check
     partition: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    skipped: str | None = None  # why the check could not run (it runs only with its asset's materialization)
 
     @property
     def name(self) -> str:
@@ -38,13 +39,15 @@ class CheckResult:
 
     @property
     def status(self) -> str:
+        if self.skipped:
+            return "skipped"
         if self.passed:
             return "passed"
         return "warn" if self.severity == "warn" else "failed"
 
     def fails_run(self, fail_on: str) -> bool:
         """Whether this result fails a run at `--fail-on` level: `error` counts errors, `warn` both."""
-        return not self.passed and (self.severity == "error" or fail_on == "warn")
+        return not self.passed and not self.skipped and (self.severity == "error" or fail_on == "warn")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +63,7 @@ class CheckResult:
             "contract": self.contract,
             "partition": self.partition,
             "failing_rows": [dict(r) for r in self.failing_rows[:MAX_FAILING_ROWS]],
+            **({"skipped": self.skipped} if self.skipped else {}),
         }
 
 
@@ -81,6 +85,7 @@ def counts(results: Sequence[CheckResult]) -> dict[str, int]:
         "passed": sum(r.status == "passed" for r in results),
         "failed": sum(r.status == "failed" for r in results),
         "warn": sum(r.status == "warn" for r in results),
+        "skipped": sum(r.status == "skipped" for r in results),
     }
 
 

@@ -79,6 +79,22 @@ def checks_of(defs: dg.Definitions, keys: Iterable[dg.AssetKey]) -> list[dg.Asse
     return sorted(found, key=lambda k: k.to_user_string())
 
 
+def runs_alone(defs: dg.Definitions, key: dg.AssetCheckKey) -> bool:
+    """Whether Dagster can execute the check without materializing: a check declared inside a
+    non-subsettable asset (e.g. `@asset(check_specs=...)`) runs only with that asset."""
+    together = defs.resolve_asset_graph().get_execution_set_asset_and_check_keys(key)
+    return not any(isinstance(k, dg.AssetKey) for k in together)
+
+
+def skipped_result(key: dg.AssetCheckKey) -> CheckResult:
+    return CheckResult(
+        asset=key.asset_key.to_user_string(),
+        check=key.name,
+        passed=False,
+        skipped="runs only when its asset is materialized (declared inside the asset)",
+    )
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dg.TableMetadataValue):
         return [dict(record.data) for record in value.records[:MAX_FAILING_ROWS]]
@@ -164,9 +180,10 @@ def run_checks(
     ones' in another for the scope's partition(s) (the latest partition by default)."""
     quiet_libraries()
     graph = defs.resolve_asset_graph()
+    results: list[CheckResult] = [skipped_result(k) for k in check_keys if not runs_alone(defs, k)]
+    check_keys = [k for k in check_keys if runs_alone(defs, k)]
     plain = [k for k in check_keys if graph.get(k.asset_key).partitions_def is None]
     partitioned = [k for k in check_keys if graph.get(k.asset_key).partitions_def is not None]
-    results: list[CheckResult] = []
     if plain:
         results += collect_results(_run(defs, plain, instance, None, {}), plain, None)
     if partitioned:

@@ -245,7 +245,7 @@ def run_ci(args: argparse.Namespace, report: Callable[..., int]) -> int:
         built: set[str] = set()
         if downstream:
             with open_instance() as instance:
-                built_results, built = build_and_check(defs, downstream, instance, PartitionScope(key=None))
+                built_results, built = build_and_check(defs, downstream, instance, PartitionScope(key=args.partition))
             results += built_results
         after = table_schemas(copy, contracts)
     breaks = breaks_of(contracts, before, after)

@@ -37,6 +37,8 @@ FAILED = CheckResult(
     source="soda",
 )
 
+SKIPPED = CheckResult("orders", "kafka_dlq_depth", False, skipped="runs only when its asset is materialized")
+
 
 def test_exit_code_follows_fail_on():
     assert exit_code([PASSED]) == 0
@@ -73,10 +75,11 @@ def test_dbt_and_soda_evaluations_become_results():
 
 def test_junit_has_one_case_per_check_and_failures_at_fail_on(tmp_path):
     path = tmp_path / "report.xml"
-    path.write_text(junit_xml([PASSED, WARNED, FAILED], "error"))
+    path.write_text(junit_xml([PASSED, WARNED, FAILED, SKIPPED], "error"))
     suites = JUnitXml.fromfile(str(path))
     cases = {f"{case.classname}:{case.name}": case for suite in suites for case in suite}
-    assert set(cases) == {PASSED.name, WARNED.name, FAILED.name}
+    assert set(cases) == {PASSED.name, WARNED.name, FAILED.name, SKIPPED.name}
+    assert cases[SKIPPED.name].is_skipped and exit_code([SKIPPED], "warn") == 0
     assert cases[PASSED.name].is_passed and cases[WARNED.name].is_passed  # a warning below --fail-on passes
     (failure,) = [r for r in cases[FAILED.name].result if isinstance(r, Failure)]
     assert failure.message == "amount missing"
@@ -89,7 +92,15 @@ def test_junit_has_one_case_per_check_and_failures_at_fail_on(tmp_path):
 
 def test_json_and_markdown_reports():
     body = json.loads(json_report([PASSED, FAILED], "error", 1, {"modified": ["orders"]}))
-    assert body["summary"] == {"total": 2, "passed": 1, "failed": 1, "warn": 0, "fail_on": "error", "exit_code": 1}
+    assert body["summary"] == {
+        "total": 2,
+        "passed": 1,
+        "failed": 1,
+        "warn": 0,
+        "skipped": 0,
+        "fail_on": "error",
+        "exit_code": 1,
+    }
     assert body["checks"][0]["check"] == "soda_amount_missing" and body["modified"] == ["orders"]
     markdown = markdown_summary([PASSED, WARNED, FAILED], "error")
     assert "| ❌ | orders | soda_amount_missing | 2 | must be: 0 | amount missing |" in markdown
