@@ -1,11 +1,13 @@
-"""`reliability check --select tag:tier=tier1` on the shop at 1M orders vs the same checks through
-`dagster.materialize` in process.
+"""`reliability check --select tag:tier=tier1` on the shop at 1M orders vs the same checks run by Dagster
+in process, with nothing of ours around it.
 
 Ours: the whole command in process (`reliability.cli.main`): build the definitions, resolve the
 selection, run the checks without materializing (two runs: the unpartitioned assets' checks, then the
 partitioned ones' for one day), collect and render the results (JSON to a null stream).
-Floor: `dagster.materialize` of the same check keys with the definitions already built, one run per
-partitioning as Dagster requires, on an ephemeral instance like ours; no selection parsing, no report.
+Floor: the same two Dagster runs alone, definitions already built: an asset job subset to the check keys,
+`execute_in_process` on an ephemeral instance like ours (`dagster.materialize` cannot run a checks-only
+selection for a partition: with no asset selected, Dagster finds no partitions definition). No
+definitions load, no selection parsing, no result collection or report.
 Both warm, alternated in one run, median of the per-pair ratios. Target <= 1.2: CI pays nothing
 beyond Dagster's own cost. Data: the shop's generator (10 days), models built once with dbt.
 """
@@ -16,6 +18,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -43,8 +46,14 @@ def run(quick: bool) -> list[dict]:
     from reliability.shop.generator import ShopScale, days_ending, generate
 
     days = days_ending(LAST_DAY, 10)
-    os.environ.update({"RELIABILITY_WAREHOUSE": str(warehouse), "SODA_CORE_TELEMETRY_ENABLED": "false",
-                       "RELIABILITY_PARTITIONS_START_DATE": days[0].isoformat(), "DO_NOT_TRACK": "1"})  # fmt: skip
+    os.environ.update(
+        {
+            "RELIABILITY_WAREHOUSE": str(warehouse),
+            "SODA_CORE_TELEMETRY_ENABLED": "false",
+            "RELIABILITY_PARTITIONS_START_DATE": days[0].isoformat(),
+            "DO_NOT_TRACK": "1",
+        }
+    )
     os.environ.pop("DAGSTER_HOME", None)  # both sides on an ephemeral instance
     start = time.perf_counter()
     totals = generate(str(warehouse), days, ShopScale(orders_per_day=orders_per_day))
@@ -53,13 +62,26 @@ def run(quick: bool) -> list[dict]:
 
     project = REPO_ROOT / "dbt_project"
     variables = json.dumps({"min_date": days[0].isoformat(), "max_date": days[-1].isoformat()})
-    subprocess.run([dbt_executable(), "build", "--project-dir", str(project), "--profiles-dir", str(project),
-                    "--vars", variables, "--quiet"], check=False, env=dict(os.environ))  # fmt: skip
+    subprocess.run(
+        [
+            dbt_executable(),
+            "build",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+            "--vars",
+            variables,
+            "--quiet",
+        ],
+        check=False,
+        env=dict(os.environ),
+    )
     prepare_s = time.perf_counter() - start
 
     import dagster as dg
 
-    from reliability.ci.runner import checks_of, quiet_libraries, resolve_selection, runs_alone
+    from reliability.ci.runner import check_job_run, checks_of, quiet_libraries, resolve_selection, runs_alone
     from reliability.cli import main
     from reliability.definitions import build_definitions
 
@@ -69,6 +91,7 @@ def run(quick: bool) -> list[dict]:
     keys = [k for k in selected if runs_alone(defs, k)]  # the rest run only with their asset, on both sides
     graph = defs.resolve_asset_graph()
     partition = days[-1].isoformat()
+    daily_def = next(graph.get(k.asset_key).partitions_def for k in keys if graph.get(k.asset_key).partitions_def)
     argv = ["check", "--select", SELECTION, "--partition", partition, "--json"]
     outputs: list[str] = []
 
@@ -80,19 +103,18 @@ def run(quick: bool) -> list[dict]:
 
     def floor() -> None:
         quiet_libraries()
-        groups = [([k for k in keys if graph.get(k.asset_key).partitions_def is None], None),
-                  ([k for k in keys if graph.get(k.asset_key).partitions_def is not None], partition)]  # fmt: skip
+        plain = [k for k in keys if graph.get(k.asset_key).partitions_def is None]
+        daily = [k for k in keys if graph.get(k.asset_key).partitions_def is not None]
         with contextlib.redirect_stdout(io.StringIO()), dg.DagsterInstance.ephemeral() as instance:
-            for group, key in groups:
-                if group:
-                    dg.materialize([*defs.assets, *defs.asset_checks], selection=dg.AssetSelection.checks(*group),
-                                   partition_key=key, instance=instance, resources=defs.resources,
-                                   run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-                                   raise_on_error=False)  # fmt: skip
+            if plain:
+                check_job_run(defs, plain, instance)
+            if daily:
+                check_job_run(defs, daily, instance, daily_def, partition)
 
     ours(), floor()  # warm: imports, definitions, file cache
     pairs = [(_timed(ours), _timed(floor)) for _ in range(runs)]
     summary = json.loads(outputs[-1])["summary"]
+    shutil.rmtree(tmp, ignore_errors=True)
     return [
         {
             "name": "check_tier1_vs_dagster_materialize",

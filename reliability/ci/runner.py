@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,21 +107,34 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _run(
+CHECK_JOB = "reliability_check"
+
+
+def check_job_run(
     defs: dg.Definitions,
     keys: Sequence[dg.AssetCheckKey],
     instance: dg.DagsterInstance,
-    partition_key: str | None,
-    tags: dict[str, str],
+    partitions_def: dg.PartitionsDefinition | None = None,
+    partition_key: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [*(defs.assets or []), *(defs.asset_checks or [])],
-        selection=dg.AssetSelection.checks(*keys),
-        partition_key=partition_key,
-        instance=instance,
-        resources=defs.resources,
+    """Execute an asset job selecting only the checks, in process. The job carries the assets'
+    partitions definition: a checks-only selection has no asset to infer it from."""
+    # A checks-only asset job gets no partitions definition from Dagster (none of its assets is selected
+    # to infer it from), so the job selects the checks' assets and runs its checks-only subset, as the
+    # UI does: the subset keeps the parent's partitioned config.
+    assets = {k.asset_key for k in keys} if partitions_def is not None else set()
+    selection = dg.AssetSelection.assets(*assets) if assets else dg.AssetSelection.checks(*keys)
+    job = dg.define_asset_job(CHECK_JOB, selection=selection)
+    run_defs = dg.Definitions(
+        assets=[*(defs.assets or []), *(defs.asset_checks or [])], jobs=[job], resources=defs.resources
+    )
+    job_def = run_defs.resolve_job_def(CHECK_JOB).get_subset(asset_check_selection=set(keys))
+    return job_def.execute_in_process(
         run_config=QUIET_RUN_CONFIG,
-        tags=tags,
+        instance=instance,
+        partition_key=partition_key,
+        tags=dict(tags or {}),
         raise_on_error=False,
     )
 
@@ -170,6 +183,57 @@ def collect_results(
     return out
 
 
+def dbt_test_name(result: CheckResult) -> str | None:
+    """The dbt test's node name from its unique id (`test.<project>.<name>.<hash>`)."""
+    unique_id = str(result.metadata.get("unique_id") or "")
+    parts = unique_id.split(".")
+    return parts[2] if len(parts) >= 3 and parts[0] == "test" else None
+
+
+def with_dbt_samples(results: list[CheckResult], dbt: Any) -> list[CheckResult]:
+    """Failed dbt tests get up to MAX_FAILING_ROWS of their failing rows (`dbt show` of the test, one
+    dbt invocation for all of them); a sample that cannot be read leaves the result as it was."""
+    import dataclasses
+    import json
+    import subprocess
+
+    failed = {dbt_test_name(r): r for r in results if r.source == "dbt" and not r.passed and not r.failing_rows}
+    failed.pop(None, None)
+    if not failed or dbt is None:
+        return results
+    command = [
+        dbt.dbt_executable,
+        "show",
+        "--select",
+        " ".join(sorted(failed)),
+        "--limit",
+        str(MAX_FAILING_ROWS),
+        "--output",
+        "json",
+        "--log-format",
+        "json",
+        "--project-dir",
+        dbt.project_dir,
+        "--profiles-dir",
+        dbt.profiles_dir or dbt.project_dir,
+    ]
+    env = {**os.environ, "RELIABILITY_WAREHOUSE": dbt.warehouse_path, "DO_NOT_TRACK": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    samples: dict[str, list[dict[str, Any]]] = {}
+    for line in done.stdout.splitlines():
+        try:
+            data = json.loads(line).get("data") or {}
+            if data.get("node_name") in failed and "preview" in data:
+                samples[data["node_name"]] = list(json.loads(data["preview"]))[:MAX_FAILING_ROWS]
+        except (ValueError, TypeError, AttributeError):
+            continue
+    out = []
+    for result in results:
+        rows = samples.get(dbt_test_name(result) or "") if result in failed.values() else None
+        out.append(dataclasses.replace(result, failing_rows=tuple(rows)) if rows else result)
+    return out
+
+
 def run_checks(
     defs: dg.Definitions,
     check_keys: Sequence[dg.AssetCheckKey],
@@ -185,7 +249,7 @@ def run_checks(
     plain = [k for k in check_keys if graph.get(k.asset_key).partitions_def is None]
     partitioned = [k for k in check_keys if graph.get(k.asset_key).partitions_def is not None]
     if plain:
-        results += collect_results(_run(defs, plain, instance, None, {}), plain, None)
+        results += collect_results(check_job_run(defs, plain, instance), plain, None)
     if partitioned:
         partitions_def = graph.get(partitioned[0].asset_key).partitions_def
         if scope.range is not None:
@@ -193,12 +257,16 @@ def run_checks(
                 _check_partition_key(partitions_def, key)
             tags = {RANGE_START_TAG: scope.range[0], RANGE_END_TAG: scope.range[1]}
             label = f"{scope.range[0]}...{scope.range[1]}"
-            results += collect_results(_run(defs, partitioned, instance, None, tags), partitioned, label)
+            results += collect_results(
+                check_job_run(defs, partitioned, instance, partitions_def, None, tags), partitioned, label
+            )
         else:
             key = scope.key or partitions_def.get_last_partition_key()
             _check_partition_key(partitions_def, key)
-            results += collect_results(_run(defs, partitioned, instance, key, {}), partitioned, key)
-    return results
+            results += collect_results(
+                check_job_run(defs, partitioned, instance, partitions_def, key), partitioned, key
+            )
+    return with_dbt_samples(results, (defs.resources or {}).get("dbt"))
 
 
 def _check_partition_key(partitions_def: dg.PartitionsDefinition, key: str | None) -> None:

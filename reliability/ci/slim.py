@@ -35,6 +35,7 @@ from reliability.ci.runner import (
     open_instance,
     quiet_libraries,
     settings_with_warehouse,
+    with_dbt_samples,
 )
 from reliability.contracts.spec import ContractSpec, discover_contracts
 from reliability.dbt.project import dbt_env, dbt_executable, profiles_dir
@@ -211,7 +212,7 @@ def build_and_check(
             for k in assets
             if k.to_user_string() not in done
         ]
-    return results, built
+    return with_dbt_samples(results, (defs.resources or {}).get("dbt")), built
 
 
 def run_ci(args: argparse.Namespace, report: Callable[..., int]) -> int:

@@ -89,7 +89,15 @@ def test_check_runs_only_checks_warn_fails_only_with_fail_on_warn(project, tmp_p
 
     assert main([*args, "--fail-on", "warn", "--json"]) == 1
     body = json.loads(capsys.readouterr().out)  # stdout is the JSON alone: dbt's log went to stderr
-    assert body["summary"] == {"total": 4, "passed": 3, "failed": 0, "warn": 1, "fail_on": "warn", "exit_code": 1}
+    assert body["summary"] == {
+        "total": 4,
+        "passed": 3,
+        "failed": 0,
+        "warn": 1,
+        "skipped": 0,
+        "fail_on": "warn",
+        "exit_code": 1,
+    }
     (failure,) = [r for r in _cases(junit)["daily_revenue:soda_row_count"].result if isinstance(r, Failure)]
     assert "measured value: " in failure.text and "must be greater than: 100" in failure.text
 
