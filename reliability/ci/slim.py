@@ -30,6 +30,7 @@ from reliability.ci.results import CheckResult
 from reliability.ci.runner import (
     QUIET_RUN_CONFIG,
     PartitionScope,
+    check_job_run,
     checks_of,
     collect_results,
     open_instance,
@@ -170,9 +171,12 @@ def break_result(item: ContractBreak) -> CheckResult:
 def build_and_check(
     defs: dg.Definitions, keys: set[dg.AssetKey], instance: dg.DagsterInstance, scope: PartitionScope
 ) -> tuple[list[CheckResult], set[str]]:
-    """Materialize the assets (into the copy the definitions point at) with their data checks."""
+    """Materialize the assets into the copy the definitions point at, with the checks computed in their
+    own steps (dbt tests); then run the standalone checks (Soda contracts) in a checks-only run, so a
+    failing blocking dbt test does not leave the contracts of the same table unevaluated."""
     quiet_libraries()
     graph = defs.resolve_asset_graph()
+    standalone = {key for checks_def in defs.asset_checks or [] for key in checks_def.check_keys}
     buildable = sorted((k for k in keys if graph.get(k).is_materializable), key=lambda k: k.to_user_string())
     groups = [
         ([k for k in buildable if graph.get(k).partitions_def is None], None),
@@ -184,13 +188,12 @@ def build_and_check(
         if not assets:
             continue
         checks = checks_of(defs, assets)
-        partition = None
-        if kind:
-            partitions_def = graph.get(assets[0]).partitions_def
-            partition = scope.key or partitions_def.get_last_partition_key()
+        with_build = [k for k in checks if k not in standalone]
+        partitions_def = graph.get(assets[0]).partitions_def if kind else None
+        partition = (scope.key or partitions_def.get_last_partition_key()) if partitions_def else None
         run = dg.materialize(
             [*(defs.assets or []), *(defs.asset_checks or [])],
-            selection=dg.AssetSelection.assets(*assets).without_checks() | dg.AssetSelection.checks(*checks),
+            selection=dg.AssetSelection.assets(*assets).without_checks() | dg.AssetSelection.checks(*with_build),
             partition_key=partition,
             instance=instance,
             resources=defs.resources,
@@ -199,7 +202,7 @@ def build_and_check(
         )
         done = {e.asset_key.to_user_string() for e in run.get_asset_materialization_events()}
         built |= done
-        results += collect_results(run, checks, partition)
+        results += collect_results(run, with_build, partition)
         results += [
             CheckResult(
                 k.to_user_string(),
@@ -212,6 +215,11 @@ def build_and_check(
             for k in assets
             if k.to_user_string() not in done
         ]
+        alone = [k for k in checks if k in standalone]
+        if alone:
+            results += collect_results(
+                check_job_run(defs, alone, instance, partitions_def, partition), alone, partition
+            )
     return with_dbt_samples(results, (defs.resources or {}).get("dbt")), built
 
 

@@ -54,8 +54,11 @@ def project(tmp_path_factory) -> Iterator[Path]:
     production = root / "production.duckdb"
     dbt = project / "dbt"
     env = {"RELIABILITY_WAREHOUSE": str(production), "DO_NOT_TRACK": "1", "PATH": "/usr/bin:/bin"}
-    subprocess.run([dbt_executable(), "build", "--project-dir", str(dbt), "--profiles-dir", str(dbt), "--quiet"],
-                   env=env, check=True)  # fmt: skip
+    subprocess.run(
+        [dbt_executable(), "build", "--project-dir", str(dbt), "--profiles-dir", str(dbt), "--quiet"],
+        env=env,
+        check=True,
+    )
     (root / "state").mkdir()
     shutil.copy(dbt / "target" / "manifest.json", root / "state" / "manifest.json")
     home = root / "dagster_home"
@@ -82,8 +85,12 @@ def test_check_runs_only_checks_warn_fails_only_with_fail_on_warn(project, tmp_p
     args = ["check", "--select", "key:daily_revenue", "--junit-xml", str(junit)]
     assert main(args) == 0  # the row count (3 days < 100) only warns
     cases = _cases(junit)
-    assert set(cases) == {"daily_revenue:unique_daily_revenue_ordered_on", "daily_revenue:soda_ordered_on_missing",
-                          "daily_revenue:soda_revenue_missing", "daily_revenue:soda_row_count"}  # fmt: skip
+    assert set(cases) == {
+        "daily_revenue:unique_daily_revenue_ordered_on",
+        "daily_revenue:soda_ordered_on_missing",
+        "daily_revenue:soda_revenue_missing",
+        "daily_revenue:soda_row_count",
+    }
     assert all(case.is_passed for case in cases.values())
     assert "WARN" in capsys.readouterr().out and "soda_row_count" in summary.read_text()
 
@@ -114,29 +121,48 @@ def test_check_usage_errors_exit_2(project, capsys):
     assert main(["check", "--select", "key:no_such_asset"]) == 2
     assert main(["check", "--select", "key:daily_revenue", "--partition-range", "2026-11-01"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: --select 'key:no_such_asset' selects no asset",
-                   "error: --partition-range must look like 2026-11-01...2026-11-07, got '2026-11-01'"]  # fmt: skip
+    assert err == [
+        "error: --select 'key:no_such_asset' selects no asset",
+        "error: --partition-range must look like 2026-11-01...2026-11-07, got '2026-11-01'",
+    ]
 
 
 @pytest.fixture(scope="module")
 def change(project: Path, tmp_path_factory) -> dict[str, object]:
-    """`reliability ci` on a change to stg_customers (harmless) and daily_revenue (breaks its contract)."""
+    """`reliability ci` on a change to stg_customers (harmless) and daily_revenue (breaks its contract and
+    its unique test)."""
     out = tmp_path_factory.mktemp("ci_run")
     models = project / "dbt" / "models"
     staging = models / "staging" / "stg_customers.sql"
     staging.write_text(staging.read_text().replace("as name", "as name, 1 as version"))
     finance = models / "marts" / "finance" / "daily_revenue.sql"
-    finance.write_text(finance.read_text().replace("as revenue", "as revenue_total"))
+    duplicate_day = "\nunion all select cast('2026-11-20' as date), 0"  # fails unique_daily_revenue_ordered_on
+    finance.write_text(finance.read_text().replace("as revenue", "as revenue_total") + duplicate_day)
     production = Path(get_settings().warehouse_path)
     before = hashlib.sha256(production.read_bytes()).hexdigest()
-    args = ["ci", "--state", str(project.parent / "state"), "--junit-xml", str(out / "ci.xml"),
-            "--report-md", str(out / "impact.md"), "--workdir", str(out / "copy"), "--json"]  # fmt: skip
+    args = [
+        "ci",
+        "--state",
+        str(project.parent / "state"),
+        "--junit-xml",
+        str(out / "ci.xml"),
+        "--report-md",
+        str(out / "impact.md"),
+        "--workdir",
+        str(out / "copy"),
+        "--json",
+    ]
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         code = main(args)
     after = hashlib.sha256(production.read_bytes()).hexdigest()
-    return {"code": code, "body": json.loads(stdout.getvalue()), "junit": out / "ci.xml",
-            "impact": (out / "impact.md").read_text(), "unchanged": before == after}  # fmt: skip
+    return {
+        "code": code,
+        "body": json.loads(stdout.getvalue()),
+        "junit": out / "ci.xml",
+        "impact": (out / "impact.md").read_text(),
+        "unchanged": before == after,
+    }
 
 
 def test_ci_builds_only_the_change_and_downstream_on_a_copy(change):
@@ -158,7 +184,18 @@ def test_ci_fails_on_a_broken_downstream_contract_naming_it(change):
     assert change["code"] == 1
     cases = _cases(change["junit"])
     failed = {name for name, case in cases.items() if not case.is_passed}
-    assert failed == {"daily_revenue:soda_revenue_missing", "daily_revenue:contract_compatible"}
+    assert failed == {
+        "daily_revenue:soda_revenue_missing",
+        "daily_revenue:contract_compatible",
+        "daily_revenue:unique_daily_revenue_ordered_on",
+    }
+    (dbt_failure,) = [
+        r for r in cases["daily_revenue:unique_daily_revenue_ordered_on"].result if isinstance(r, Failure)
+    ]
+    assert "measured value: 1" in dbt_failure.text  # one failing row, shown with dbt show
+    assert '"n_records": 2' in dbt_failure.text and '"unique_field": "2026-11-20"' in dbt_failure.text
+    (soda,) = [r for r in cases["daily_revenue:soda_revenue_missing"].result if isinstance(r, Failure)]
+    assert "column 'revenue' declared in the contract is not in table 'daily_revenue'" in soda.message  # evaluated
     (failure,) = [r for r in cases["daily_revenue:contract_compatible"].result if isinstance(r, Failure)]
     assert "contracts/daily_revenue.yml requires daily_revenue.revenue: dropped" in failure.message
     assert "contracts/daily_revenue.yml" in change["impact"] and "soda_revenue_missing" in change["impact"]
