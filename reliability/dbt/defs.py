@@ -50,6 +50,12 @@ def _partition_vars(context: dg.AssetExecutionContext) -> list[str]:
     return ["--vars", json.dumps(days)]
 
 
+def dbt_command(context: dg.AssetExecutionContext) -> str:
+    """`build`, or `test` for a checks-only run (`reliability check`, a check launched from the UI): `dbt
+    build` would skip the tests of a model whose parent's test failed, leaving those checks unevaluated."""
+    return "build" if context.selected_asset_keys else "test"
+
+
 def dbt_test_type(node: Mapping[str, Any]) -> str | None:
     """A dbt test's own type, `test_metadata.name` (namespaced for package tests, e.g.
     `dbt_utils.expression_is_true`); None for singular tests."""
@@ -101,7 +107,7 @@ def defs(settings: Settings, manifest: Mapping[str, Any] | None = None) -> dg.De
         )
         def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
             yield from with_test_metadata(
-                dbt.cli(["build", *_partition_vars(context)], context=context).stream(), manifest
+                dbt.cli([dbt_command(context), *_partition_vars(context)], context=context).stream(), manifest
             )
 
         assets.append(dbt_daily_models)
@@ -113,7 +119,7 @@ def defs(settings: Settings, manifest: Mapping[str, Any] | None = None) -> dg.De
             dagster_dbt_translator=translator, pool=DUCKDB_POOL,
         )
         def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-            yield from with_test_metadata(dbt.cli(["build"], context=context).stream(), manifest)
+            yield from with_test_metadata(dbt.cli([dbt_command(context)], context=context).stream(), manifest)
 
         assets.append(dbt_models)
 
