@@ -232,31 +232,37 @@ def run_ci(args: argparse.Namespace, report: Callable[..., int]) -> int:
     production = Path(args.warehouse).resolve() if args.warehouse else base.warehouse_path
     state = Path(args.state)
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="reliability-ci-"))
-    copy = copy_warehouse(production, workdir)
-    settings = settings_with_warehouse(base, copy)
-    modified = modified_nodes(settings, state)
-    results: list[CheckResult] = []
-    with contextlib.redirect_stdout(sys.stderr):  # dbt writes its log to stdout: keep stdout for the report
-        if not args.skip_validate:
-            results.append(validate_definitions(settings))
-        defs = build_definitions(settings)
-        graph = defs.resolve_asset_graph()
-        known = {k.to_user_string(): k for k in graph.get_all_asset_keys()}
-        roots = [known[m] for m in modified if m in known]
-        downstream = set(dg.AssetSelection.assets(*roots).downstream().resolve(graph)) if roots else set()
-        touched = {k.to_user_string() for k in downstream}
-        contracts = [
-            c
-            for c in discover_contracts(settings.contracts_dir)
-            if isinstance(c, ContractSpec) and c.asset_name in touched
-        ]
-        before = table_schemas(copy, contracts)
-        built: set[str] = set()
-        if downstream:
-            with open_instance() as instance:
-                built_results, built = build_and_check(defs, downstream, instance, PartitionScope(key=args.partition))
-            results += built_results
-        after = table_schemas(copy, contracts)
+    try:
+        copy = copy_warehouse(production, workdir)
+        settings = settings_with_warehouse(base, copy)
+        modified = modified_nodes(settings, state)
+        results: list[CheckResult] = []
+        with contextlib.redirect_stdout(sys.stderr):  # dbt writes its log to stdout: keep stdout for the report
+            if not args.skip_validate:
+                results.append(validate_definitions(settings))
+            defs = build_definitions(settings)
+            graph = defs.resolve_asset_graph()
+            known = {k.to_user_string(): k for k in graph.get_all_asset_keys()}
+            roots = [known[m] for m in modified if m in known]
+            downstream = set(dg.AssetSelection.assets(*roots).downstream().resolve(graph)) if roots else set()
+            touched = {k.to_user_string() for k in downstream}
+            contracts = [
+                c
+                for c in discover_contracts(settings.contracts_dir)
+                if isinstance(c, ContractSpec) and c.asset_name in touched
+            ]
+            before = table_schemas(copy, contracts)
+            built: set[str] = set()
+            if downstream:
+                with open_instance() as instance:
+                    built_results, built = build_and_check(
+                        defs, downstream, instance, PartitionScope(key=args.partition)
+                    )
+                results += built_results
+            after = table_schemas(copy, contracts)
+    finally:
+        if not args.workdir:  # a temp copy goes as soon as it has been read; --workdir keeps it for a look
+            shutil.rmtree(workdir, ignore_errors=True)
     breaks = breaks_of(contracts, before, after)
     results += [break_result(b) for b in breaks]
     impacts = change_impact(graph_from_definitions(defs), [m for m in modified if m in known])

@@ -117,10 +117,12 @@ def test_check_runs_only_checks_warn_fails_only_with_fail_on_warn(project, tmp_p
         assert dg.DagsterEventType.ASSET_MATERIALIZATION not in types
 
 
-def test_check_usage_errors_exit_2(project, capsys):
+def test_usage_errors_exit_2(project, capsys, tmp_path):
     assert main(["check", "--select", "key:no_such_asset"]) == 2
     assert main(["check", "--select", "key:daily_revenue", "--partition-range", "2026-11-01"]) == 2
+    assert main(["ci", "--state", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
+    assert err.pop() == f"error: --state {tmp_path}: no manifest.json (the production dbt manifest) in it"
     assert err == [
         "error: --select 'key:no_such_asset' selects no asset",
         "error: --partition-range must look like 2026-11-01...2026-11-07, got '2026-11-01'",
