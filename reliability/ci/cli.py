@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Dagster asset selection, e.g. 'tag:tier=tier1', 'key:fct_orders+', 'owner:orders-team@shop.example'",
     )
     check.add_argument("--partition", metavar="KEY", help="partition of partitioned assets (default: the latest)")
-    check.add_argument("--partition-range", metavar="FIRST...LAST", help="range, e.g. 2026-11-01...2026-11-07")
+    check.add_argument(
+        "--partition-range", metavar="FIRST...LAST", help="partitions FIRST to LAST, e.g. 2026-11-01...2026-11-07"
+    )
     _common_output_options(check)
     check.set_defaults(handler=_usage_errors_exit_2(_check))
 
