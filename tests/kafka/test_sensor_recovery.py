@@ -17,7 +17,7 @@ from reliability.kafka import defs as kafka_defs
 from reliability.kafka.ingest import ingest
 from reliability.kafka.producer import produce_orders
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.serial]
 CHECK_KEY = dg.AssetCheckKey(kafka_defs.RAW_ORDERS, kafka_defs.LAG_CHECK)
 
 
