@@ -154,3 +154,47 @@ def test_rows_and_handled_markers_commit_together(warehouse, fixed):
     # a message that became a row is no dead letter: replaying it would make a second row
     with pytest.raises(UserFacingError, match="0:7 of shop.orders are not dead letters"):
         replay(con, TOPIC, [(0, 7, good)], now=NOW, actor="ann")
+
+
+def test_cli_lists_shows_with_hostile_bytes_escaped_and_replays(tmp_path, capsys, monkeypatch):
+    import json
+
+    from reliability.cli import main
+
+    monkeypatch.setenv("RELIABILITY_ACTOR", "ann")
+    path = tmp_path / "wh.duckdb"
+    hostile = b'{"status": "\x1b[2J\x1b]0;owned\x07", "x": "\xe2\x80\xae\xff"}'
+    with duckdb.connect(str(path)) as con:
+        ensure_tables(con)
+        con.executemany(
+            f"""insert into {OUTBOX_TABLE} (source_topic, source_partition, source_offset, dlq_topic, error,
+                    detail, message_key, payload, rejected_at, published) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [[TOPIC, 0, 7, f"{TOPIC}.dlq", "invalid_status", "status=\x1b[2J", b"\x1b[31mk", hostile,
+              NOW.replace(tzinfo=None), True],
+             [TOPIC, 1, 7, f"{TOPIC}.dlq", "invalid_json", None, None, b"{", NOW.replace(tzinfo=None), False]],
+        )  # fmt: skip
+    wh = ["--warehouse", str(path)]
+    assert main(["kafka", "dlq", "list", *wh]) == 0
+    out = capsys.readouterr().out
+    assert "2 listed, 2 not yet handled" in out and "invalid_status" in out and "\x1b" not in out
+    assert main(["kafka", "dlq", "show", "0:7", *wh]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "\\x1b[2J\\x1b]0;owned\\x07" in out and "\\u202e\\xff" in out
+    assert "dlq.source.offset: 7" in out and "dlq.error: invalid_status" in out
+    assert main(["kafka", "dlq", "show", "7", *wh]) == 1  # two dead letters at offset 7: ambiguous
+    assert "give PARTITION:OFFSET" in capsys.readouterr().err
+    assert main(["kafka", "dlq", "show", "--json", "1:7", *wh]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["payload"], shown["payload_base64"], shown["published"]) == ("{", "ew==", False)
+
+    assert main(["kafka", "dlq", "replay", "--offsets", "1:7", *wh]) == 0
+    assert "replayed 0 dead letter(s) into rows; 1 still fail validation (invalid_json)" in capsys.readouterr().out
+    assert main(["kafka", "dlq", "archive", "--reason", "garbage from a test client", *wh]) == 0
+    assert "archived 2 dead letter(s)" in capsys.readouterr().out
+    assert main(["kafka", "dlq", "list", "--json", *wh]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(d["partition"], d["offset"], d["handled"], d["handled_reason"]) for d in listed] == [
+        (0, 7, "archived", "garbage from a test client"), (1, 7, "archived", "garbage from a test client")]  # fmt: skip
+    assert main(["kafka", "dlq", "list", "--unhandled", "--json", *wh]) == 0
+    assert json.loads(capsys.readouterr().out) == []
