@@ -211,6 +211,8 @@ def plan_kafka_replay(con, bootstrap: str, topic: str, group_id: str, days: Sequ
             ends = consumer.offsets_for_times([TopicPartition(topic, p, end_ms) for p in parts], timeout=10)
             for s, e in zip(starts, ends, strict=True):
                 p = s.partition
+                if s.error is not None or e.error is not None:
+                    raise UserFacingError(f"offsets_for_times of {topic}[{p}] failed: {s.error or e.error}")
                 start, end = window_offset(s.offset, highs[p]), window_offset(e.offset, highs[p])
                 unhandled = [d.offset for d in letters if d.partition == p and d.handled is None]
                 handled = [d.offset for d in letters if d.partition == p and d.handled is not None]

@@ -13,7 +13,7 @@ import dagster as dg
 from reliability.clock import utcnow
 from reliability.errors import UserFacingError
 from reliability.incidents.config import open_store
-from reliability.incidents.model import parse_incident_id
+from reliability.incidents.model import format_incident_id, parse_incident_id
 from reliability.reconciliation.backfill import INCIDENT_TAG, RECONCILE_TAG
 from reliability.reconciliation.service import (
     ACTOR,
@@ -54,7 +54,7 @@ def reconcile_incident_op(context: dg.OpExecutionContext, config: ReconcileConfi
         from reliability.settings import get_settings
 
         replayer = kafka_replayer(get_settings().warehouse_path, bootstrap_servers(), DEFAULT_TOPIC, DEFAULT_GROUP,
-                                  now=now, actor=actor, incident=config.incident_id)  # fmt: skip
+                                  now=now, actor=actor, incident=format_incident_id(incident_id))  # fmt: skip
     with open_store() as store:
         result = reconcile(
             store, context.instance, context.repository_def.asset_graph, incident_id, now=now,
