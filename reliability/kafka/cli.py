@@ -346,7 +346,7 @@ def _dlq_show(args: argparse.Namespace) -> int:
         return 0
     print(f"dead letter {args.topic} {letter.position} ({'published' if letter.published else 'not yet published'}"
           f" to {args.topic}.dlq)")  # fmt: skip
-    print(f"  error:    {letter.error}: {printable(letter.detail or '')}")
+    print(f"  error:    {letter.error}" + (f": {printable(letter.detail)}" if letter.detail else ""))
     print(f"  rejected: {info['rejected_at'] or '-'}")
     handled = "no (counted by kafka_dlq_depth)" if letter.handled is None else (
         f"{letter.handled} at {info['handled_at']}" + (f" for {letter.incident}" if letter.incident else "")
