@@ -43,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="non-idempotent, retrying producer (acks=1): may duplicate/reorder; for fault injection",
     )
+    produce.add_argument(
+        "--resend-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="fault injection: send every Nth event twice in a row (identical key and payload), as a producer "
+        "without idempotence does when it retries a batch whose ack was lost (implies --unsafe-retries)",
+    )
     produce.set_defaults(handler=_produce)
 
     ingest = sub.add_parser("ingest", help="one exactly-once micro-batch from the topic into raw_orders")
@@ -113,12 +121,21 @@ def _produce(args: argparse.Namespace) -> int:
         poison_count=args.poison,
         idempotent=not args.unsafe_retries,
         rate_per_s=args.rate,
+        resend_every=_resend_every(args),
     )
     print(
         f"produced {stats.valid} order events and {stats.poison} poison message(s) to {args.topic} "
         f"in {stats.seconds:.1f}s"
     )
     return 0
+
+
+def _resend_every(args: argparse.Namespace) -> int:
+    from reliability.errors import UserFacingError
+
+    if args.resend_every < 0:
+        raise UserFacingError(f"--resend-every must be 0 (off) or more, not {args.resend_every}")
+    return args.resend_every
 
 
 def _produce_days(args: argparse.Namespace) -> int:
@@ -144,8 +161,9 @@ def _produce_days(args: argparse.Namespace) -> int:
         print(f"nothing to produce: {args.topic} is up to date")
         return 0
     total = producer.produce_shop_days(
-        args.topic, days, scale, idempotent=not args.unsafe_retries, rate_per_s=args.rate
-    )
+        args.topic, days, scale, idempotent=not args.unsafe_retries, rate_per_s=args.rate,
+        resend_every=_resend_every(args),
+    )  # fmt: skip
     if args.poison:  # after the valid events (rejected by ingestion whatever ids they carry)
         producer.produce(
             args.topic,
