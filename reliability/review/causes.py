@@ -71,39 +71,62 @@ class DuplicateScan:
         return sum(len(r.offsets) - 1 for r in self.runs)
 
 
+class DuplicateScanner:
+    """Streaming `scan_duplicates`: feed records in offset order per partition (as a consumer reads them).
+
+    Keeps one digest per distinct (key, payload) and the previous record of each partition, so a whole
+    topic can be scanned without holding it in memory."""
+
+    def __init__(self) -> None:
+        self.seen: set[bytes] = set()
+        self.previous: dict[tuple[str, int], tuple[KafkaRecord, bytes]] = {}
+        self.open_runs: dict[tuple[str, int], list[KafkaRecord]] = {}
+        self.runs: list[DuplicateRun] = []
+        self.scattered = 0
+        self._scattered_run: set[tuple[str, int]] = set()
+
+    def add(self, r: KafkaRecord) -> None:
+        where = (r.topic, r.partition)
+        digest = hashlib.sha256(len(r.key or b"").to_bytes(8, "big") + (r.key or b"") + r.value).digest()
+        prev = self.previous.get(where)
+        if prev is not None and prev[1] == digest and r.offset == prev[0].offset + 1:
+            if where in self._scattered_run:
+                self.scattered += 1
+            else:
+                self.open_runs.setdefault(where, [prev[0]]).append(r)
+        else:
+            self._close(where)
+            self._scattered_run.discard(where)
+            if digest in self.seen:
+                self.scattered += 1
+                self._scattered_run.add(where)
+        self.seen.add(digest)
+        self.previous[where] = (r, digest)
+
+    def _close(self, where: tuple[str, int]) -> None:
+        run = self.open_runs.pop(where, None)
+        if run:
+            first = run[0]
+            key = (first.key or b"").decode("utf-8", "replace")
+            sha = hashlib.sha256(first.value).hexdigest()
+            self.runs.append(DuplicateRun(first.topic, first.partition, tuple(x.offset for x in run), key, sha,
+                                          first.at))  # fmt: skip
+
+    def result(self) -> DuplicateScan:
+        for where in list(self.open_runs):
+            self._close(where)
+        return DuplicateScan(tuple(sorted(self.runs, key=lambda r: (r.topic, r.partition, r.offsets))), self.scattered)
+
+
 def scan_duplicates(records: Iterable[KafkaRecord]) -> DuplicateScan:
-    """Runs of identical (key, payload) at consecutive offsets, per partition, in offset order.
+    """Runs of identical (key, payload) at consecutive offsets of a partition, and the scattered copies.
 
     A producer retrying a batch whose acknowledgement was lost (no idempotence) writes it again right
     after the first copy: the copies are adjacent. Copies far apart point elsewhere (a replay, a resend)."""
-    by_partition: dict[tuple[str, int], list[KafkaRecord]] = {}
-    for r in records:
-        by_partition.setdefault((r.topic, r.partition), []).append(r)
-    runs: list[DuplicateRun] = []
-    scattered = 0
-    for (topic, partition), recs in sorted(by_partition.items()):
-        recs.sort(key=lambda r: r.offset)
-        seen: set[tuple[bytes | None, bytes]] = set()
-        i = 0
-        while i < len(recs):
-            j = i
-            while (
-                j + 1 < len(recs)
-                and recs[j + 1].offset == recs[j].offset + 1
-                and (recs[j + 1].key, recs[j + 1].value) == (recs[i].key, recs[i].value)
-            ):
-                j += 1
-            ident = (recs[i].key, recs[i].value)
-            if ident in seen:
-                scattered += j - i + 1
-            elif j > i:
-                key = (recs[i].key or b"").decode("utf-8", "replace")
-                sha = hashlib.sha256(recs[i].value).hexdigest()
-                runs.append(DuplicateRun(topic, partition, tuple(r.offset for r in recs[i : j + 1]), key, sha,
-                                         recs[i].at))  # fmt: skip
-            seen.add(ident)
-            i = j + 1
-    return DuplicateScan(tuple(runs), scattered)
+    scanner = DuplicateScanner()
+    for r in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
+        scanner.add(r)
+    return scanner.result()
 
 
 def volume_drops(rows_by_partition: Mapping[str, int], ratio: float = VOLUME_DROP_RATIO) -> list[str]:
@@ -139,7 +162,8 @@ class Findings:
 class Hypothesis:
     cause: str
     pattern: str  # which known pattern matched ("none" for unknown)
-    reasoning: str
+    observation: str  # what the evidence shows (a fact)
+    reasoning: str  # why that points at the cause (the inference)
     evidence: tuple[Evidence, ...]
     prevention: str  # why it was possible (contributing factor)
     actions: tuple[str, ...]
@@ -153,8 +177,9 @@ def hypothesize(f: Findings) -> Hypothesis:
         return Hypothesis(
             PRODUCER_RETRIES, "duplicates",
             f"{scan.adjacent_copies} duplicate message(s) are identical payloads with identical keys at "
-            f"adjacent offsets ({len(scan.runs)} run(s), none scattered; first: {run.describe()}): the signature "
-            "of a batch re-sent after a lost acknowledgement by a producer without idempotence",
+            f"adjacent offsets ({len(scan.runs)} run(s), none scattered; first: {run.describe()})",
+            "identical copies at adjacent offsets are the signature of a batch re-sent after a lost "
+            "acknowledgement by a producer without idempotence",
             (f.kafka_evidence,),
             "the producer of the topic does not set enable.idempotence=true (acks=all); nothing at ingestion "
             "rejects a key it has already stored",
@@ -165,8 +190,9 @@ def hypothesize(f: Findings) -> Hypothesis:
         ((error, count),) = f.dlq_errors.items()
         return Hypothesis(
             SCHEMA_CHANGE, "schema change",
-            f"{count} message(s) were dead-lettered in the incident window, all with one error class ({error}): "
-            "a producer started sending a shape the contract does not accept",
+            f"{count} message(s) were dead-lettered in the incident window, all with one error class ({error})",
+            "one error class for a whole spike means one change: a producer started sending a shape the contract "
+            "does not accept",
             (f.dlq_evidence,),
             "the producer can change what it sends without the consumer's contract being checked first",
             (f"agree the change behind `{error}` with the producer of {f.root_asset} and version the schema",
@@ -175,7 +201,7 @@ def hypothesize(f: Findings) -> Hypothesis:
     if any(s.upper() == "STALL" for s in f.lag_statuses) and f.dlq_growth == 0 and f.lag_evidence is not None:
         return Hypothesis(
             STUCK_CONSUMER, "stuck consumer",
-            "consumer lag was STALL (committed offsets not moving while messages wait) and the DLQ did not grow: "
+            "consumer lag was STALL (committed offsets not moving while messages wait) and the DLQ did not grow",
             "the consumer is neither progressing nor rejecting, i.e. stuck on one message",
             tuple(e for e in (f.lag_evidence, f.dlq_evidence) if e is not None),
             "a message the consumer can neither process nor dead-letter blocks its partition",
@@ -187,7 +213,8 @@ def hypothesize(f: Findings) -> Hypothesis:
         return Hypothesis(
             MISSING_LOAD, "missing upstream load",
             f"only partition {drops[0]} has fewer than {VOLUME_DROP_RATIO:.0%} of the median row count; "
-            "the others are normal: one load was missing or partial",
+            "the others are normal",
+            "a drop confined to one partition means one load was missing or partial, not a change in the source",
             (f.volume_evidence,),
             "a partial load is accepted without a row-count check against the source",
             (f"re-run the load of {drops[0]} into {f.root_asset} from the source",
@@ -200,7 +227,8 @@ def hypothesize(f: Findings) -> Hypothesis:
     )
     return Hypothesis(
         UNKNOWN, "none",
-        "no known pattern matches the evidence gathered; the cause is left to the reviewers",
+        "no known pattern matches the evidence gathered",
+        "the cause is left to the reviewers",
         gathered,
         "unknown",
         (f"find the cause of the {f.fault_class} fault on {f.root_asset} and record it in the notes file",),
@@ -231,6 +259,13 @@ def five_whys(f: Findings, h: Hypothesis) -> list[Why]:
             f"the fault is already present in {origin}, the most upstream asset where the check's predicate holds",
             False, tuple(u[2] for u in f.upstream),
         ))  # fmt: skip
+    elif f.upstream:
+        whys.append(Why(
+            "Why did those checks fail?",
+            f"the fault was reported on {f.root_asset}; its predicate no longer holds on "
+            f"{', '.join(u[0] for u in f.upstream)} (repaired since the detection?)",
+            True, tuple(u[2] for u in f.upstream),
+        ))  # fmt: skip
     else:
         whys.append(Why(
             "Why did those checks fail?",
@@ -239,10 +274,10 @@ def five_whys(f: Findings, h: Hypothesis) -> list[Why]:
             True, tuple(u[2] for u in f.upstream),
         ))  # fmt: skip
     if h.cause == UNKNOWN:
-        whys.append(Why(f"Why is the fault in {origin or f.root_asset}?", UNKNOWN + ": " + h.reasoning, True,
-                        h.evidence))  # fmt: skip
+        answer = f"{UNKNOWN}: {h.observation}; {h.reasoning}"
+        whys.append(Why(f"Why is the fault in {origin or f.root_asset}?", answer, True, h.evidence))
         return whys
-    whys.append(Why(f"Why is the fault in {origin or f.root_asset}?", h.reasoning, True, h.evidence))
-    whys.append(Why("Why did ingestion produce it?", h.cause, True, h.evidence))
+    whys.append(Why(f"Why is the fault in {origin or f.root_asset}?", h.observation, False, h.evidence))
+    whys.append(Why("Why did ingestion produce it?", f"{h.cause}: {h.reasoning}", True, h.evidence))
     whys.append(Why("Why was that possible?", h.prevention, True, ()))
     return whys

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from reliability.incidents.model import FaultClass
-from reliability.review.causes import Evidence, Findings, KafkaRecord, scan_duplicates
+from reliability.review.causes import DuplicateScanner, Evidence, Findings, KafkaRecord
 
 SAMPLE_ROWS = 5
 MAX_TOPIC_MESSAGES = 1_000_000
@@ -173,20 +173,20 @@ def lag_findings(incident: Any, findings: Findings) -> None:
         )  # fmt: skip
 
 
-def read_topic(topic: str, keys: Iterable[str], bootstrap: str | None = None,
-               max_messages: int = MAX_TOPIC_MESSAGES) -> list[KafkaRecord]:  # fmt: skip
-    """Every message of `topic` whose key is one of `keys` (the whole retained log, in offset order)."""
+def read_topic(topic: str, keys: Iterable[str] | None, bootstrap: str | None = None,
+               max_messages: int = MAX_TOPIC_MESSAGES) -> Iterator[KafkaRecord]:  # fmt: skip
+    """The messages of `topic` whose key is one of `keys` (every message when `keys` is None), over the
+    whole retained log, in offset order per partition."""
     from confluent_kafka import KafkaError, TopicPartition
 
     from reliability.kafka import clients
 
-    wanted = {k.encode() for k in keys}
+    wanted = None if keys is None else {k.encode() for k in keys}
     reader = clients.consumer("reliability.review", bootstrap, **{"enable.partition.eof": True})
-    out: list[KafkaRecord] = []
     try:
         md = reader.list_topics(topic, timeout=10).topics.get(topic)
         if md is None or md.error is not None:
-            return out
+            return
         starts, ends = [], {}
         for p in md.partitions:
             low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
@@ -194,7 +194,7 @@ def read_topic(topic: str, keys: Iterable[str], bootstrap: str | None = None,
                 starts.append(TopicPartition(topic, p, low))
                 ends[p] = high
         if not starts:
-            return out
+            return
         reader.assign(starts)
         done: set[int] = set()
         seen, deadline = 0, time.monotonic() + TOPIC_READ_TIMEOUT_S
@@ -207,27 +207,33 @@ def read_topic(topic: str, keys: Iterable[str], bootstrap: str | None = None,
                 seen += 1
                 if msg.offset() + 1 >= ends.get(msg.partition(), 0):
                     done.add(msg.partition())
-                if msg.key() in wanted:
+                if wanted is None or msg.key() in wanted:
                     kind, ts = msg.timestamp()
-                    out.append(KafkaRecord(topic, msg.partition(), msg.offset(), ts if kind else None,
-                                           msg.key(), msg.value() or b""))  # fmt: skip
+                    yield KafkaRecord(topic, msg.partition(), msg.offset(), ts if kind else None,
+                                      msg.key(), msg.value() or b"")  # fmt: skip
     finally:
         reader.close()
-    return out
 
 
 def kafka_findings(topic: str, findings: Findings, bootstrap: str | None = None) -> None:
-    keys = findings.duplicate_keys
-    if not keys:
-        return
-    records = read_topic(topic, keys, bootstrap)
-    scan = scan_duplicates(records)
+    """Scan the topic for identical (key, payload) copies: only the duplicated keys when the warehouse
+    still shows them, else every message (after a repair the topic is the evidence that is left)."""
+    keys = findings.duplicate_keys or None
+    scanner = DuplicateScanner()
+    read = 0
+    for record in read_topic(topic, keys, bootstrap):
+        scanner.add(record)
+        read += 1
+    scan = scanner.result()
     findings.kafka = scan
-    query = f"read {topic} from the earliest retained offset; messages keyed {', '.join(keys[:5])}" + (
-        f" and {len(keys) - 5} more" if len(keys) > 5 else "")  # fmt: skip
+    if keys:
+        shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        query = f"read {topic} from the earliest retained offset; messages keyed {shown}"
+    else:
+        query = f"read {topic} from the earliest retained offset; every message"
     result = (
-        f"{len(records)} message(s) for {len(keys)} duplicated key(s): {len(scan.runs)} run(s) of identical "
-        f"payloads at adjacent offsets ({scan.adjacent_copies} extra copies), {scan.scattered} scattered copies"
+        f"{read} message(s) read: {len(scan.runs)} run(s) of identical payloads at adjacent offsets "
+        f"({scan.adjacent_copies} extra copies), {scan.scattered} scattered copies"
     )
     findings.kafka_evidence = Evidence("kafka", query, result, tuple(r.describe() for r in scan.runs[:SAMPLE_ROWS]))
 
@@ -248,6 +254,7 @@ def gather(incident: Any, warehouse: Path | None, topic: str | None, bootstrap: 
         with duckdb.connect(str(warehouse), read_only=True) as con:
             rows = warehouse_findings(con, incident, findings)
             dlq_findings(con, incident, topic, findings)
-    if read_kafka and topic and findings.duplicate_keys:
+    duplicates = incident.fault_class == FaultClass.DUPLICATES
+    if read_kafka and topic and (findings.duplicate_keys or duplicates):
         kafka_findings(topic, findings, bootstrap)
     return findings, rows

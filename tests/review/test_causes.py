@@ -74,8 +74,9 @@ def test_whys_mark_what_is_observed_and_what_is_hypothesis():
     f = findings(kafka=adjacent, kafka_evidence=EV, upstream=[("raw_orders", True, EV), ("stg_orders", True, EV)])
     whys = five_whys(f, hypothesize(f))
     assert len(whys) == 5
-    assert [w.hypothesis for w in whys] == [False, False, True, True, True]
+    assert [w.hypothesis for w in whys] == [False, False, False, True, True]  # the adjacency is observed
     assert "raw_orders, the most upstream asset" in whys[1].answer
-    assert whys[3].answer == PRODUCER_RETRIES
+    assert whys[2].answer.startswith("1 duplicate message(s) are identical payloads with identical keys at adjacent")
+    assert whys[3].answer.startswith(PRODUCER_RETRIES + ": ") and whys[3].evidence == (EV,)
     unknown = five_whys(findings(), hypothesize(findings()))
     assert unknown[-1].answer.startswith(UNKNOWN) and unknown[-1].hypothesis

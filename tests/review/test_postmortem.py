@@ -63,7 +63,7 @@ def test_a_volume_incident_gets_the_missing_load_hypothesis_not_the_producer_one
         written = write_postmortem(store, inc_id, "md", T0, warehouse, "shop.orders", read_kafka=False)
     h = written.postmortem.hypothesis
     assert h.cause == MISSING_LOAD and h.cause != PRODUCER_RETRIES
-    assert "2026-11-19" in h.reasoning
+    assert "only partition 2026-11-19 has fewer than 50% of the median row count" in h.observation
     assert PRODUCER_RETRIES not in written.text and "adjacent" not in written.text
     assert (
         '`select "order_date", count(*) from "main"."raw_orders" group by 1 order by 1`' in written.text
