@@ -125,7 +125,7 @@ def _edges() -> list[tuple[str, str]]:
 
 
 def cmd_metrics_serve(args: argparse.Namespace) -> int:
-    from reliability.review.prometheus import registry_for, store_loader
+    from reliability.review.prometheus import registry_for, serve, store_loader
 
     url = getattr(args, "store_url", None)
     with _store(args):  # fail now, with a one-line error, if the store cannot be opened
@@ -141,10 +141,8 @@ def cmd_metrics_serve(args: argparse.Namespace) -> int:
         raise UserFacingError(f"--port must be 1..65535, not {args.port}")
     import time
 
-    from prometheus_client import start_http_server
-
     try:
-        start_http_server(args.port, addr=args.host, registry=registry)
+        serve(registry, args.host, args.port)
     except OSError as exc:
         raise UserFacingError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     print(f"serving incident metrics on http://{args.host}:{args.port}/metrics (Ctrl-C to stop)", file=sys.stderr)

@@ -86,3 +86,10 @@ def store_loader(store_url: str | None) -> Callable[[], tuple[list[IncidentTimes
         return [times_of(i) for i in incidents], counts
 
     return load
+
+
+def serve(registry: Any, host: str = "127.0.0.1", port: int = 9464) -> tuple[Any, Any]:
+    """Serve `/metrics` in a daemon thread; returns (server, thread). Port 0 picks a free port."""
+    from prometheus_client import start_http_server
+
+    return start_http_server(port, addr=host, registry=registry)
