@@ -41,7 +41,7 @@ def failing_check_evidence(incident: Any) -> list[Evidence]:
     for d in detections(incident):
         meta = d.get("metadata") or {}
         failed = meta.get("rows_failed", meta.get("duplicate_count"))
-        result = f"failed at {d['at']:%Y-%m-%d %H:%M:%S}" + (f", {failed} row(s) failed" if failed is not None else "")
+        result = f"failed at {d['at']:%Y-%m-%d %H:%M:%S}" + (f", {failed} row(s) failed" if failed else "")
         if d.get("blocked_by"):
             result = f"blocked by {', '.join(d['blocked_by'])}"
         out.append(Evidence("incident store", f"{d.get('asset_key')}:{d.get('signal')}", result))

@@ -94,11 +94,27 @@ def printable_block(text: str) -> str:
     return "\n".join(printable(line) for line in str(text).splitlines())
 
 
-def layout(nodes: list[GraphNode]) -> tuple[dict[str, tuple[int, int]], int, int]:
-    """Left-to-right layers by depth: (x, y) of each node, and the drawing's width and height."""
+def layers(nodes: list[GraphNode], edges: list[tuple[str, str]]) -> dict[str, int]:
+    """Each node's column: the longest path to it from a root, so every edge points right (BFS depth
+    would put a node beside its own child when two paths of different lengths reach it)."""
+    layer = {n.key: (0 if n.role == "root" else 1) for n in nodes}
+    for _ in range(len(nodes)):  # relax: at most |nodes| rounds in a DAG
+        changed = False
+        for parent, child in edges:
+            if parent in layer and child in layer and layer[child] < layer[parent] + 1:
+                layer[child] = layer[parent] + 1
+                changed = True
+        if not changed:
+            break
+    return layer
+
+
+def layout(nodes: list[GraphNode], edges: list[tuple[str, str]] = ()) -> tuple[dict[str, tuple[int, int]], int, int]:
+    """Left-to-right layers: (x, y) of each node, and the drawing's width and height."""
+    column_of = layers(nodes, list(edges)) if edges else {n.key: n.depth for n in nodes}
     columns: dict[int, list[GraphNode]] = {}
     for n in nodes:
-        columns.setdefault(n.depth, []).append(n)
+        columns.setdefault(column_of[n.key], []).append(n)
     pos: dict[str, tuple[int, int]] = {}
     for depth, column in sorted(columns.items()):
         for row, n in enumerate(sorted(column, key=lambda n: n.key)):
@@ -109,7 +125,7 @@ def layout(nodes: list[GraphNode]) -> tuple[dict[str, tuple[int, int]], int, int
 
 
 def svg_model(pm: PostMortem) -> dict[str, object]:
-    pos, width, height = layout(pm.nodes)
+    pos, width, height = layout(pm.nodes, pm.edges)
     nodes = [
         {"key": n.key, "role": n.role, "x": pos[n.key][0], "y": pos[n.key][1], "colour": ROLE_COLOURS[n.role],
          "label": n.key if len(n.key) <= LABEL_CHARS else n.key[: LABEL_CHARS - 1] + "\u2026"}

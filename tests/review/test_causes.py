@@ -80,3 +80,16 @@ def test_whys_mark_what_is_observed_and_what_is_hypothesis():
     assert whys[3].answer.startswith(PRODUCER_RETRIES + ": ") and whys[3].evidence == (EV,)
     unknown = five_whys(findings(), hypothesize(findings()))
     assert unknown[-1].answer.startswith(UNKNOWN) and unknown[-1].hypothesis
+
+
+def test_blast_radius_layers_point_every_edge_right():
+    from reliability.review.postmortem import GraphNode
+    from reliability.review.render import layers
+
+    nodes = [GraphNode("raw_orders", "root", 0), GraphNode("stg_orders", "downstream", 1),
+             GraphNode("stg_payments", "downstream", 1), GraphNode("fct_orders", "downstream", 2)]  # fmt: skip
+    edges = [("raw_orders", "stg_orders"), ("stg_orders", "stg_payments"), ("stg_orders", "fct_orders"),
+             ("stg_payments", "fct_orders")]  # fmt: skip
+    layer = layers(nodes, edges)
+    assert all(layer[a] < layer[b] for a, b in edges), layer
+    assert layer == {"raw_orders": 0, "stg_orders": 1, "stg_payments": 2, "fct_orders": 3}
