@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     produce.add_argument(
         "--resend-every",
-        type=int,
+        type=_non_negative_int,
         default=0,
         metavar="N",
         help="fault injection: send every Nth event twice in a row (identical key and payload), as a producer "
@@ -121,7 +121,7 @@ def _produce(args: argparse.Namespace) -> int:
         poison_count=args.poison,
         idempotent=not args.unsafe_retries,
         rate_per_s=args.rate,
-        resend_every=_resend_every(args),
+        resend_every=args.resend_every,
     )
     print(
         f"produced {stats.valid} order events and {stats.poison} poison message(s) to {args.topic} "
@@ -130,12 +130,11 @@ def _produce(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resend_every(args: argparse.Namespace) -> int:
-    from reliability.errors import UserFacingError
-
-    if args.resend_every < 0:
-        raise UserFacingError(f"--resend-every must be 0 (off) or more, not {args.resend_every}")
-    return args.resend_every
+def _non_negative_int(text: str) -> int:
+    """argparse type: 0 or a positive whole number (bad input exits 2 with the value named)."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, got {text!r}")
+    return int(text)
 
 
 def _produce_days(args: argparse.Namespace) -> int:
@@ -162,7 +161,7 @@ def _produce_days(args: argparse.Namespace) -> int:
         return 0
     total = producer.produce_shop_days(
         args.topic, days, scale, idempotent=not args.unsafe_retries, rate_per_s=args.rate,
-        resend_every=_resend_every(args),
+        resend_every=args.resend_every,
     )  # fmt: skip
     if args.poison:  # after the valid events (rejected by ingestion whatever ids they carry)
         producer.produce(

@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
     m = subparsers.add_parser("metrics", help="incident metrics for Prometheus")
     sub = m.add_subparsers(dest="metrics_command", metavar="COMMAND", required=True)
     s = sub.add_parser("serve", help="serve /metrics over HTTP (127.0.0.1 by default), or write a textfile")
-    s.add_argument("--port", type=int, default=DEFAULT_METRICS_PORT, help=f"port (default {DEFAULT_METRICS_PORT})")
+    s.add_argument("--port", type=_port, default=DEFAULT_METRICS_PORT, help=f"port (default {DEFAULT_METRICS_PORT})")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--textfile", type=Path, help="write the metrics once to this file (node_exporter) and exit")
     _store_url_arg(s)
@@ -58,6 +58,12 @@ def add_incident_commands(incident_actions: Any) -> None:
     p.add_argument("--by", choices=("severity", "fault_class", "owner", "week"), action="append",
                    help="dimension(s) to break down by (repeatable; default: all four)")  # fmt: skip
     p.set_defaults(handler=cmd_stats)
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and 0 < int(text) < 65536):
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return int(text)
 
 
 def _day(text: str) -> datetime:
@@ -137,8 +143,6 @@ def cmd_metrics_serve(args: argparse.Namespace) -> int:
         write_to_textfile(str(args.textfile), registry)
         print(f"wrote {args.textfile}", file=sys.stderr)
         return 0
-    if not 0 < args.port < 65536:
-        raise UserFacingError(f"--port must be 1..65535, not {args.port}")
     import time
 
     try:

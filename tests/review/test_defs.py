@@ -37,3 +37,18 @@ def test_incident_metrics_asset_and_postmortem_observation(tmp_path, monkeypatch
         meta = obs.asset_observation.metadata
         assert meta["incident_id"].value == "INC-1" and meta["postmortem"].value == str(tmp_path / "INC-1.md")
         assert meta["postmortem_durations"].value.startswith("MTTD 2 min 0 s, MTTA 1 min 0 s")
+
+
+def test_incident_metrics_is_requested_once_a_day_after_six_utc():
+    from datetime import UTC, datetime
+
+    t0 = datetime(2026, 11, 30, 5, 0, tzinfo=UTC)
+    requested = []
+    with dg.instance_for_test() as instance:
+        cursor = None
+        for hours in (0, 1.1, 2, 25.1):
+            result = dg.evaluate_automation_conditions(defs=[incident_metrics], instance=instance, cursor=cursor,
+                                                       evaluation_time=t0 + timedelta(hours=hours))  # fmt: skip
+            cursor = result.cursor
+            requested.append(result.total_requested)
+    assert requested == [0, 1, 0, 1]  # 05:00, 06:06, 07:00, next day 06:06
