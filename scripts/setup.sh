@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent set-up on a fresh machine: system packages (PostgreSQL, Java 17, Maven) and the Python
+# Idempotent set-up on a fresh machine: system packages (PostgreSQL, Java 17, Maven, Chromium) and the Python
 # environment in .venv. Safe to run again; fast when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -150,6 +150,7 @@ class Findings:
     kafka_evidence: Evidence | None = None
     dlq_errors: dict[str, int] = field(default_factory=dict)  # error class -> rejects in the window
     dlq_evidence: Evidence | None = None
+    first_rejected_at: datetime | None = None  # earliest reject of the window (when ingestion saw it)
     lag_statuses: list[str] = field(default_factory=list)  # verdicts of lag detections (e.g. STALL)
     lag_evidence: Evidence | None = None
     dlq_growth: int | None = None  # DLQ rejects while the lag fault was seen

@@ -153,6 +153,11 @@ def dlq_findings(con: Any, incident: Any, topic: str | None, findings: Findings)
            "group by error order by 2 desc")  # fmt: skip
     errors = {str(e): int(n) for e, n in con.execute(sql, [topic, start, end]).fetchall()}
     findings.dlq_errors = errors
+    first = con.execute(
+        f"select min(rejected_at) from {OUTBOX_TABLE} where source_topic = ? and rejected_at between ? and ?",
+        [topic, start, end],
+    ).fetchone()[0]
+    findings.first_rejected_at = first.replace(tzinfo=UTC) if first is not None else None
     shown = sql.replace("?", "{}").format(repr(topic), f"'{start:%Y-%m-%d %H:%M:%S}'", f"'{end:%Y-%m-%d %H:%M:%S}'")
     result = f"{sum(errors.values())} reject(s) in {len(errors)} error class(es)"
     findings.dlq_evidence = Evidence("duckdb", shown, result, tuple(f"{e}: {n}" for e, n in errors.items()))

@@ -39,6 +39,9 @@ def estimate_impact_start(incident: Any, findings: Findings) -> ImpactStart:
             first = min(firsts, key=lambda r: r.first_at)  # type: ignore[arg-type,return-value]
             return ImpactStart(first.first_at, f"broker timestamp of the first duplicate message, "
                                f"{first.topic}[{first.partition}] offset {first.offsets[0]}")  # fmt: skip
+    if findings.dlq_errors and findings.first_rejected_at is not None:
+        return ImpactStart(findings.first_rejected_at, "the first message of the window dead-lettered by "
+                           "ingestion (when it was consumed: an upper bound on when it was produced)")  # fmt: skip
     if incident.impact_started_at is not None:
         return ImpactStart(incident.impact_started_at, "recorded at detection: when the failing data was "
                            "materialized or checked (an upper bound: the fault may be older)")  # fmt: skip

@@ -114,3 +114,42 @@ def test_html_opens_in_headless_chromium_without_console_errors(tmp_path):
     assert '<svg id="blast-radius"' in dom.stdout and "pwned" in dom.stdout  # shown as text, in the DOM
     assert "<script>" not in dom.stdout
     print(f"screenshot: {shot}")  # kept in pytest's tmp dir (the last 3 runs are kept)
+
+
+def test_a_dlq_spike_of_one_error_class_is_a_schema_change_timed_by_its_first_reject(tmp_path):
+    """The ingestion outbox (real DuckDB, the table `reliability.kafka.warehouse` creates) holds 30 rejects
+    of one error class: schema change, impact from the first reject, never the producer hypothesis."""
+    from reliability.kafka.warehouse import ensure_tables
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    first = T0 - timedelta(minutes=20)
+    with duckdb.connect(str(warehouse)) as con:
+        ensure_tables(con)
+        con.executemany(
+            "insert into _kafka_dlq_outbox (source_topic, source_partition, source_offset, dlq_topic, error, "
+            "rejected_at) values ('shop.orders', 0, ?, 'shop.orders.dlq', 'invalid_type:amount', ?)",
+            [[i, (first + timedelta(seconds=i)).replace(tzinfo=None)] for i in range(30)],
+        )
+    url = f"sqlite:///{tmp_path / 'incidents.db'}"
+    with IncidentStore(url) as store:
+        inc_id = open_incident(store, signal="kafka_dlq_depth", fault=FaultClass.SCHEMA_CHANGE)
+        written = write_postmortem(store, inc_id, "md", T0, warehouse, "shop.orders", read_kafka=False)
+    pm = written.postmortem
+    assert pm.hypothesis.cause == "upstream schema or contract change"
+    assert "30 message(s) were dead-lettered in the incident window, all with one error class" in written.text
+    assert pm.impact.at == first and pm.impact.method.startswith("the first message of the window dead-lettered")
+    assert next(d.seconds for d in pm.durations if d.name == "MTTD") == 1200
+    assert PRODUCER_RETRIES not in written.text
+
+
+def test_mermaid_labels_of_hostile_asset_keys_are_quoted_and_escaped():
+    from reliability.review.postmortem import GraphNode
+    from reliability.review.render import mermaid
+
+    class Fake:
+        nodes = [GraphNode('a"] --> x[<b>', "root", 0), GraphNode("b\x1b[2J", "downstream", 1)]
+        edges = [('a"] --> x[<b>', "b\x1b[2J")]
+
+    text = mermaid(Fake())  # type: ignore[arg-type]
+    assert 'n0["a#quot;] --#gt; x[#lt;b#gt;"]:::root' in text and 'n1["b\\x1b[2J"]:::downstream' in text
+    assert "n0 --> n1" in text and "\x1b" not in text
