@@ -98,7 +98,8 @@ def cmd_postmortem(args: argparse.Namespace) -> int:
         edges = [] if args.no_lineage else _edges()
         topic = args.topic or (_default_topic() if root == "raw_orders" else None)
         written = write_postmortem(store, incident_id, args.format, utcnow(), settings.warehouse_path, topic,
-                                   edges=edges, notes_path=args.notes, read_kafka=not args.no_kafka)  # fmt: skip
+                                   edges=edges, notes_path=args.notes, read_kafka=not args.no_kafka,
+                                   record_impact=True)  # fmt: skip
     if args.output:
         try:
             args.output.write_text(written.text, encoding="utf-8")
@@ -177,6 +178,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from reliability.terminal import print_tables
 
     with _store(args) as store:
-        times = since([times_of(i) for i in store.list_incidents()], args.since)
+        times = since([times_of(i, store.timeline(i.id)) for i in store.list_incidents()], args.since)
     print_tables(stats_rows(times, args.by or list(DIMENSIONS)))
     return 0

@@ -31,9 +31,8 @@ def _table(times: list, dimension: str) -> str:
     return "\n".join(lines)
 
 
-def metrics_metadata(incidents: list[Any]) -> dict[str, Any]:
+def metrics_metadata(times: list[Any]) -> dict[str, Any]:
     """Numbers as float/int metadata (the UI plots them across materializations), tables as Markdown."""
-    times = [times_of(i) for i in incidents]
     total = overall(times)
     metadata: dict[str, Any] = {
         "incidents": dg.MetadataValue.int(total.count),
@@ -66,12 +65,12 @@ def incident_metrics(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
     url, origin = store_url_and_origin()
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
-        incidents = []  # no incident was ever recorded: nothing to count, and no store is created for it
+        times = []  # no incident was ever recorded: nothing to count, and no store is created for it
     else:
         with IncidentStore(url, create=False, url_origin=origin) as store:
-            incidents = store.list_incidents()
-    context.log.info(f"{len(incidents)} incident(s) in {safe_url(url)}")
-    return dg.MaterializeResult(metadata=metrics_metadata(incidents))
+            times = [times_of(i, store.timeline(i.id)) for i in store.list_incidents()]
+    context.log.info(f"{len(times)} incident(s) in {safe_url(url)}")
+    return dg.MaterializeResult(metadata=metrics_metadata(times))
 
 
 def record_postmortem(pm: PostMortem, path: str | None, instance: dg.DagsterInstance | None = None) -> None:

@@ -41,7 +41,23 @@ def _between(a: datetime | None, b: datetime | None) -> float | None:
     return (b - a).total_seconds() if a is not None and b is not None else None
 
 
-def times_of(incident: Any) -> IncidentTimes:
+IMPACT_ESTIMATE = "impact_estimate"  # timeline data key of a post-mortem's impact-start estimate
+
+
+def impact_estimate(timeline: Iterable[Any]) -> datetime | None:
+    """The latest impact start a post-mortem estimated from the data (see `reliability.review.service`)."""
+    found = None
+    for entry in timeline:
+        estimate = (entry.data or {}).get(IMPACT_ESTIMATE)
+        if estimate and estimate.get("at"):
+            found = datetime.fromisoformat(estimate["at"])
+    return found
+
+
+def times_of(incident: Any, timeline: Iterable[Any] = ()) -> IncidentTimes:
+    """An incident's intervals; MTTD from the post-mortem's estimate of the impact start when one was
+    recorded on `timeline` (the broker timestamp of the first bad message beats when a check ran)."""
+    impact = impact_estimate(timeline) or incident.impact_started_at
     return IncidentTimes(
         incident.id,
         incident.severity,
@@ -49,7 +65,7 @@ def times_of(incident: Any) -> IncidentTimes:
         incident.owners[0] if incident.owners else "unassigned",
         incident.detected_at,
         incident.status,
-        _between(incident.impact_started_at, incident.detected_at),
+        _between(impact, incident.detected_at),
         _between(incident.detected_at, incident.acknowledged_at),
         _between(incident.detected_at, incident.mitigated_at),
         _between(incident.detected_at, incident.resolved_at),

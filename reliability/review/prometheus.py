@@ -78,12 +78,15 @@ def store_loader(store_url: str | None) -> Callable[[], tuple[list[IncidentTimes
         with IncidentStore(store_url, create=False) as store:
             incidents = store.list_incidents()
             counts: dict[str, int] = {}
+            times = []
             for inc in incidents:
-                for entry in store.timeline(inc.id):
+                timeline = store.timeline(inc.id)
+                times.append(times_of(inc, timeline))
+                for entry in timeline:
                     if entry.kind == "detection":
                         fault = str(entry.data.get("fault_class") or inc.fault_class)
                         counts[fault] = counts.get(fault, 0) + 1
-        return [times_of(i) for i in incidents], counts
+        return times, counts
 
     return load
 

@@ -24,6 +24,7 @@ from reliability.review.render import render
 from reliability.yamlfile import load_yaml_mapping
 
 NOTES_FIELDS = ("summary", "contributing_factors", "action_items")
+ACTOR = "reliability-review"
 
 
 def notes_dir(store_url: str) -> Path:
@@ -73,15 +74,31 @@ def write_postmortem(
     edges: Sequence[tuple[str, str]] = (),
     notes_path: Path | None = None,
     read_kafka: bool = True,
+    record_impact: bool = False,
 ) -> Written:
+    """`record_impact`: put the impact start estimated from the data on the incident's timeline, so the
+    incident metrics measure MTTD from it too (once per distinct estimate)."""
     incident = store.get(incident_id)
     path = notes_path or notes_dir(store.url) / f"{format_incident_id(incident_id)}.notes.yaml"
     notes = load_notes(path)
     findings, rows = gather(incident, warehouse, topic, bootstrap, read_kafka=read_kafka)
     pm = build_postmortem(incident, findings, edges, notes, rows, generated_at=now, notes_path=str(path))
+    if record_impact and pm.impact.at is not None and pm.impact.at != incident.impact_started_at:
+        _record_impact(store, incident, pm, now)
     created = False
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(notes_skeleton(pm), sort_keys=False, allow_unicode=True), encoding="utf-8")
         created = True
     return Written(pm, render(pm, fmt), path, created)
+
+
+def _record_impact(store: Any, incident: Any, pm: PostMortem, now: datetime) -> None:
+    from reliability.incidents.model import TimelineKind
+    from reliability.review.metrics import IMPACT_ESTIMATE, impact_estimate
+
+    if impact_estimate(incident.timeline) == pm.impact.at:
+        return
+    at = pm.impact.at.isoformat()  # type: ignore[union-attr]
+    store.add_timeline(incident.id, ACTOR, TimelineKind.TRIAGE, f"impact start estimated at {at}: {pm.impact.method}",
+                       {IMPACT_ESTIMATE: {"at": at, "method": pm.impact.method}}, now=now)  # fmt: skip

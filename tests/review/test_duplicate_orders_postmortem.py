@@ -23,6 +23,7 @@ from reliability.kafka import clients
 from reliability.kafka.ingest import ingest
 from reliability.kafka.producer import produce_shop_days
 from reliability.review.causes import PRODUCER_RETRIES
+from reliability.review.metrics import times_of
 from reliability.review.render import render
 from reliability.review.service import lineage_edges, write_postmortem
 from reliability.shop.generator import ShopScale
@@ -71,7 +72,11 @@ def test_duplicate_orders_postmortem_names_the_producer_with_adjacent_offsets(ka
         # written after the repair: the warehouse is clean again, the topic still holds what was produced
         written = write_postmortem(store, incident.id, "md", utcnow(), warehouse, topic_name, kafka_broker,
                                    edges=lineage_edges(graph_from_definitions(defs)),
-                                   notes_path=tmp_path / "notes.yaml")  # fmt: skip
+                                   notes_path=tmp_path / "notes.yaml", record_impact=True)  # fmt: skip
+        # the estimate is kept on the timeline: the incident metrics measure MTTD from the broker too
+        recorded = store.get(incident.id)
+        assert times_of(recorded).mttd is None  # the check-run impact start was not recorded for Soda
+        mttd_from_broker = times_of(recorded, recorded.timeline).mttd
     pm = written.postmortem
     print(written.text)
     assert pm.hypothesis.cause == PRODUCER_RETRIES, pm.hypothesis
@@ -90,6 +95,7 @@ def test_duplicate_orders_postmortem_names_the_producer_with_adjacent_offsets(ka
     assert pm.impact.method.startswith("broker timestamp of the first duplicate message, " + topic_name)
     mttd = next(d for d in pm.durations if d.name == "MTTD")
     assert pm.impact.at < incident.detected_at and mttd.seconds > 0
+    assert mttd_from_broker == pytest.approx(mttd.seconds, abs=0.001)
     assert {d.name: d.seconds for d in pm.durations if d.name != "MTTD"} == {"MTTA": 180, "MTTM": 540, "MTTR": 1860}
     assert any("enable.idempotence" in a.text for a in pm.actions)
     html = render(pm, "html")
