@@ -204,7 +204,9 @@ def build_postmortem(
             for a in incident.assets
         ],  # fmt: skip
         exposures=list(incident.blast_radius.get("exposures", [])),
-        timeline=[TimelineItem(e.at, e.kind, e.actor, e.message) for e in incident.timeline],
+        timeline=sorted(
+            (TimelineItem(e.at, e.kind, e.actor, e.message) for e in incident.timeline), key=lambda item: item.at
+        ),  # fmt: skip
         impact=impact,
         durations=durations(incident, impact),
         nodes=[GraphNode(a.asset_key, node_role(a), a.depth) for a in incident.assets],
