@@ -26,6 +26,7 @@ from reliability.kafka import defs as kafka_area
 from reliability.mitigation import defs as mitigation_area
 from reliability.mitigation.guard import with_quarantine_guard
 from reliability.reconciliation import defs as reconciliation_area
+from reliability.review import defs as review_area
 from reliability.settings import Settings, get_settings
 from reliability.shop import defs as shop_area
 
@@ -69,12 +70,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     manifest = load_manifest(settings)  # parsed once: the dbt area and the policies both read it
     declared = load_asset_policies(settings.assets_file)
     policies = {
+        **review_area.policies(),
         **{key: SourcedPolicy.declared(policy, "assets file") for key, policy in declared.items()},
         **dbt_policies(manifest, settings),
     }
     areas = [
         dbt_area.defs(settings, manifest), incidents_area.defs(settings), contracts_area.defs(settings),
-        mitigation_area.defs(settings), reconciliation_area.defs(settings),
+        mitigation_area.defs(settings), reconciliation_area.defs(settings), review_area.defs(settings),
     ]
     if settings.shop_demo:
         areas += [shop_area.defs(settings), kafka_area.defs(settings)]

@@ -43,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="non-idempotent, retrying producer (acks=1): may duplicate/reorder; for fault injection",
     )
+    produce.add_argument(
+        "--resend-every",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="fault injection: send every Nth event twice in a row (identical key and payload), as a producer "
+        "without idempotence does when it retries a batch whose ack was lost (implies --unsafe-retries)",
+    )
     produce.set_defaults(handler=_produce)
 
     ingest = sub.add_parser("ingest", help="one exactly-once micro-batch from the topic into raw_orders")
@@ -114,12 +122,20 @@ def _produce(args: argparse.Namespace) -> int:
         poison_count=args.poison,
         idempotent=not args.unsafe_retries,
         rate_per_s=args.rate,
+        resend_every=args.resend_every,
     )
     print(
         f"produced {stats.valid} order events and {stats.poison} poison message(s) to {args.topic} "
         f"in {stats.seconds:.1f}s"
     )
     return 0
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: 0 or a positive whole number (bad input exits 2 with the value named)."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, got {text!r}")
+    return int(text)
 
 
 def _produce_days(args: argparse.Namespace) -> int:
@@ -145,8 +161,9 @@ def _produce_days(args: argparse.Namespace) -> int:
         print(f"nothing to produce: {args.topic} is up to date")
         return 0
     total = producer.produce_shop_days(
-        args.topic, days, scale, idempotent=not args.unsafe_retries, rate_per_s=args.rate
-    )
+        args.topic, days, scale, idempotent=not args.unsafe_retries, rate_per_s=args.rate,
+        resend_every=args.resend_every,
+    )  # fmt: skip
     if args.poison:  # after the valid events (rejected by ingestion whatever ids they carry)
         producer.produce(
             args.topic,
