@@ -20,6 +20,7 @@ AREA_CLI_MODULES: tuple[str, ...] = (
     "reliability.kafka.cli",
     "reliability.incidents.cli",
     "reliability.contracts.cli",
+    "reliability.anomaly.cli",
 )
 
 

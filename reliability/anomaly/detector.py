@@ -37,7 +37,7 @@ class MonitorSettings:
 
     direction: Direction = "both"
     sensitivity: float = 4.5
-    min_history: int = 14
+    min_history: int = 21
     window: int = 56
     min_abs_change: float = 0.0
     min_rel_change: float = 0.02
@@ -129,39 +129,48 @@ class _Fit:
         return level + self.slope * (point_t - self.t_ref)
 
 
+def _loo_residuals(values: Sequence[float]) -> list[float]:
+    """Each value minus the median of the others: the error of predicting a point the fit never saw.
+    In-sample residuals around a median of 3 are 0 for one point in 3 and would make the noise look
+    far smaller than it is."""
+    if len(values) < 2:
+        return [0.0 for _ in values]
+    return [v - statistics.median([*values[:i], *values[i + 1 :]]) for i, v in enumerate(values)]
+
+
 def _fit_with_slope(history: Sequence[Point], settings: MonitorSettings, slope: float, t_ref: float) -> _Fit:
-    """Levels (one, or one per season when that explains the history clearly better) after the slope."""
-    n = len(history)
+    """Levels (one, or one per season when that predicts the history clearly better) after the slope.
+    The scale is the robust spread of leave-one-out prediction errors."""
     detrended = [p.value - slope * (p.t - t_ref) for p in history]
-    level = statistics.median(detrended)
-    residuals = [v - level for v in detrended]
-    flat_mad = _mad(detrended, level)
-    levels: dict = {None: level}
+    levels: dict = {None: statistics.median(detrended)}
+    residuals = _loo_residuals(detrended)
     params, model = 1 + (1 if slope else 0), "trend" if slope else "robust"
     by_season: dict = {}
     for p, v in zip(history, detrended, strict=True):
-        if p.season is not None:
-            by_season.setdefault(p.season, []).append(v)
-    if settings.seasonal != "off" and len(by_season) >= 2 and min(map(len, by_season.values())) >= 3:
-        season_levels = {s: statistics.median(vs) for s, vs in by_season.items()}
-        seasonal_residuals = [
-            v - season_levels[p.season] if p.season is not None else v - level
-            for p, v in zip(history, detrended, strict=True)
-        ]
-        # noise alone makes per-season medians look a little better: demand a clear improvement
-        if settings.seasonal == "on" or _mad(seasonal_residuals, 0.0) < 0.5 * flat_mad:
-            levels.update(season_levels)
+        by_season.setdefault(p.season, []).append(v)
+    if (
+        settings.seasonal != "off"
+        and None not in by_season
+        and len(by_season) >= 2
+        and min(map(len, by_season.values())) >= 3
+    ):
+        seasonal_residuals = [r for vs in by_season.values() for r in _loo_residuals(vs)]
+        # mean (not median) absolute errors: a pattern on two days of seven (weekends) is most of the
+        # gain, and a median would call those days outliers
+        flat_l1 = statistics.fmean(abs(r) for r in residuals)
+        if settings.seasonal == "on" or statistics.fmean(abs(r) for r in seasonal_residuals) < 0.7 * flat_l1:
+            levels.update({s: statistics.median(vs) for s, vs in by_season.items()})
             residuals = seasonal_residuals
-            params = len(season_levels) + (1 if slope else 0)
+            params = len(by_season) + (1 if slope else 0)
             model = "seasonal+trend" if slope else "seasonal"
     raw_scale = MAD_TO_SD * _mad(residuals, statistics.median(residuals))
-    # residuals around fitted medians understate the noise of a new point: small-sample correction
-    scale = raw_scale * math.sqrt(n / (n - params)) if n > params else raw_scale
-    return _Fit(slope, t_ref, levels, scale, model)
+    # a scale estimated from few points is itself uncertain (heavier tails, as Student's t)
+    dof = max(1, len(history) - params)
+    return _Fit(slope, t_ref, levels, raw_scale * (1 + 2 / dof), model)
 
 
 def _fit(history: Sequence[Point], settings: MonitorSettings) -> _Fit:
-    """The model with a trend when the trend explains the history (residuals 10% tighter), else without."""
+    """The model with a trend when the trend explains the history (tighter residuals), else without."""
     t_ref = statistics.median(p.t for p in history)
     flat = _fit_with_slope(history, settings, 0.0, t_ref)
     if not settings.trend or len(history) < 6:
@@ -170,7 +179,7 @@ def _fit(history: Sequence[Point], settings: MonitorSettings) -> _Fit:
     if not slope:
         return flat
     trended = _fit_with_slope(history, settings, slope, t_ref)
-    return trended if trended.scale < 0.9 * flat.scale else flat
+    return trended if trended.scale < flat.scale else flat
 
 
 def judge(history: Sequence[Point], point: Point, settings: MonitorSettings) -> Verdict:

@@ -44,7 +44,7 @@ def shop_volume(days: int, seed: int = 1) -> list[tuple[date, float]]:
 def test_clean_seasonal_trending_history_of_60_days_raises_nothing() -> None:
     series = [day_point(d, v) for d, v in shop_volume(60)]
     verdicts = judge_series(series, default_settings("row_count"))
-    assert [v.status for v in verdicts[:14]] == [LEARNING] * 14
+    assert [v.status for v in verdicts[:21]] == [LEARNING] * 21  # three weeks: three points per weekday
     assert not [v for v in verdicts if v.is_anomaly]
     assert "seasonal" in verdicts[-1].model  # the weekly pattern was found, not averaged away
 
@@ -106,21 +106,21 @@ def test_excluded_days_are_not_learned_as_normal() -> None:
 
 
 def test_null_rate_monitor_ignores_noise_below_its_floor_and_alerts_on_rises_only() -> None:
-    history = {"null_fraction:email": [(START + timedelta(i), 0.0) for i in range(20)]}
-    day = START + timedelta(20)
+    history = {"null_fraction:email": [(START + timedelta(i), 0.0) for i in range(25)]}
+    day = START + timedelta(25)
     assert not judge_day({"null_fraction:email": 0.01}, history, day)["null_fraction:email"].is_anomaly
     assert judge_day({"null_fraction:email": 0.05}, history, day)["null_fraction:email"].is_anomaly
 
 
 def test_verdicts_grouped_by_fault_class_name_the_worst_monitor() -> None:
     history = {
-        "row_count": [(START + timedelta(i), 1000.0 + i % 3) for i in range(20)],
-        "null_fraction:a": [(START + timedelta(i), 0.0) for i in range(20)],
-        "share:status=placed": [(START + timedelta(i), 0.1) for i in range(20)],
+        "row_count": [(START + timedelta(i), 1000.0 + i % 3) for i in range(25)],
+        "null_fraction:a": [(START + timedelta(i), 0.0) for i in range(25)],
+        "share:status=placed": [(START + timedelta(i), 0.1) for i in range(25)],
         "share:status=done": [(START + timedelta(i), 0.9) for i in range(5)],
     }
     today = {"row_count": 1001.0, "null_fraction:a": 0.5, "share:status=placed": 0.1, "share:status=done": 0.9}
-    grouped = by_fault_class(judge_day(today, history, START + timedelta(20)))
+    grouped = by_fault_class(judge_day(today, history, START + timedelta(25)))
     assert (
         grouped[FaultClass.NULL_RATE].status == ANOMALY
         and grouped[FaultClass.NULL_RATE].worst_metric == "null_fraction:a"
@@ -131,8 +131,8 @@ def test_verdicts_grouped_by_fault_class_name_the_worst_monitor() -> None:
 
 
 def test_a_switched_off_monitor_gives_no_verdict() -> None:
-    history = {"null_fraction:a": [(START + timedelta(i), 0.0) for i in range(20)]}
-    verdicts = judge_day({"null_fraction:a": 0.9}, history, START + timedelta(20), settings_for=lambda m: None)
+    history = {"null_fraction:a": [(START + timedelta(i), 0.0) for i in range(25)]}
+    verdicts = judge_day({"null_fraction:a": 0.9}, history, START + timedelta(25), settings_for=lambda m: None)
     assert verdicts == {}
 
 
