@@ -38,7 +38,7 @@ from pathlib import Path
 
 import duckdb
 
-from reliability.anomaly.collect import collect_partition, store_metrics, table_shape
+from reliability.anomaly.collect import collect_partition, ensure_history, store_metrics, table_shape
 from reliability.anomaly.detector import Point, zscore_verdict
 from reliability.anomaly.metrics import fault_class_of_metric, ratio_metric, relation_ratio
 from reliability.anomaly.monitors import judge_day
@@ -318,6 +318,7 @@ def cost_rows(quick: bool) -> list[dict]:
             with duckdb.connect(str(path)) as con:
                 shape = table_shape(con, "raw_orders", "order_date", start, end)
                 metrics = collect_partition(con, shape, start, end)
+                ensure_history(con)
                 store_metrics(con, "raw_orders", day, metrics, collected_at)
                 return metrics
 

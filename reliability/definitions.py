@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from reliability.anomaly import defs as anomaly_area
 from reliability.automation.defs import automation_condition_for, automation_sensors
 from reliability.config import SourcedPolicy, default_policy, load_asset_policies
 from reliability.contracts import defs as contracts_area
@@ -78,7 +79,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     ]
     if settings.shop_demo:
         areas += [shop_area.defs(settings), kafka_area.defs(settings)]
-    with_policies = _with_policies(dg.Definitions.merge(*areas), policies, default_policy(settings.policy))
+    merged = dg.Definitions.merge(*areas)
+    keys = {key.to_user_string() for key in merged.resolve_asset_graph().get_all_asset_keys()}
+    merged = dg.Definitions.merge(merged, anomaly_area.defs(settings, keys))  # monitors of the assets present
+    with_policies = _with_policies(merged, policies, default_policy(settings.policy))
     return _with_mitigation(_with_automation(with_policies, settings))
 
 

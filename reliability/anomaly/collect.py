@@ -107,30 +107,26 @@ def ensure_history(con: duckdb.DuckDBPyConnection) -> None:
 def store_metrics(
     con: duckdb.DuckDBPyConnection, asset: str, day: date, metrics: Mapping[str, float], collected_at: datetime
 ) -> None:
-    """Replace the day's measurements of the asset (a re-run of the partition measures it anew)."""
-    ensure_history(con)
-    stamp = collected_at.replace(tzinfo=None)
-    con.execute("begin transaction")
-    try:
-        con.execute(
-            f"delete from {HISTORY_SCHEMA}.{HISTORY_TABLE} where asset = ? and partition_date = ?", [asset, day]
-        )
-        if metrics:
-            con.executemany(
-                f"insert into {HISTORY_SCHEMA}.{HISTORY_TABLE} values (?, ?, ?, ?, ?)",
-                [[asset, day, metric, float(value), stamp] for metric, value in metrics.items()],
-            )
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
+    """Replace the day's measurements of the asset (a re-run of the partition measures it anew), in
+    one statement. The history table must exist (`ensure_history`)."""
+    names = list(metrics)
+    con.execute(
+        f"""insert or replace into {HISTORY_SCHEMA}.{HISTORY_TABLE}
+            select ?, ?::date, unnest(?::varchar[]), unnest(?::double[]), ?::timestamp""",
+        [asset, day, names, [float(metrics[n]) for n in names], collected_at.replace(tzinfo=None)],
+    )
+    # a metric measured before but not now (a value that vanished) must not survive the re-measure
+    con.execute(
+        f"delete from {HISTORY_SCHEMA}.{HISTORY_TABLE} where asset = ? and partition_date = ? "
+        "and not list_contains(?::varchar[], metric)",
+        [asset, day, names],
+    )
 
 
 def load_history(
     con: duckdb.DuckDBPyConnection, asset: str, before: date, days: int, metrics: Sequence[str] | None = None
 ) -> dict[str, list[tuple[date, float]]]:
     """The asset's measurements of the `days` days before `before`, per metric, oldest first."""
-    ensure_history(con)
     sql = (
         f"select metric, partition_date, value from {HISTORY_SCHEMA}.{HISTORY_TABLE} "
         "where asset = ? and partition_date < ? and partition_date >= ?"

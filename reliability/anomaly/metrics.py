@@ -5,7 +5,7 @@ per column, distinct count and value shares of low-cardinality columns, min/max/
 columns, latest event and load times) and `read_metrics` turns its single result row into named
 metrics. Running the query is the caller's business (`reliability.anomaly.collect`).
 
-Metric names: `row_count`, `null_fraction:<col>`, `distinct_count:<col>`, `share:<col>=<value>`,
+Metric names: `row_count`, `null_fraction:<col>`, `distinct_count:<col>`, `share:<col>=<value>` (among non-null values),
 `min|max|mean|p50|p95:<col>`, `freshness_gap_hours`, `load_delay_hours`, and `ratio:<a>/<b>` for a
 declared relation between two assets' row counts.
 """
@@ -162,8 +162,9 @@ def read_metrics(plan: MetricPlan, row: Sequence[object], partition_end: datetim
         elif what == "histogram" and value is not None:
             counts = dict(value)
             metrics[f"distinct_count:{column}"] = float(len(counts))
+            non_null = sum(counts.values()) or 1  # shares among values: a null spike is the null monitor's
             for key, count in sorted(counts.items(), key=lambda kv: -kv[1])[:top_values]:
-                metrics[f"share:{column}={key}"] = float(count) / rows
+                metrics[f"share:{column}={key}"] = float(count) / non_null
         elif what == "event_max" and (at := _as_datetime(value)) is not None:
             event_max = at if event_max is None or at > event_max else event_max
         elif what == "loaded_at" and (at := _as_datetime(value)) is not None:
