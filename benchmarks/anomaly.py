@@ -75,7 +75,8 @@ def _where(table: str, day: date) -> str:
 def _sample(table: str, every: int, keep: bool) -> str:
     """Rows picked deterministically: one in `every` (keep=True) or all but one in `every`."""
     op = "=" if keep else "<>"
-    return f"hash({ID_COLUMN[table]}, 'inject') % {every} {op} 0"
+    # high bits of the hash: its low bits follow the generator's own hash(...) % n choices of method/status
+    return f"(hash({ID_COLUMN[table]}, 'inject') >> 20) % {every} {op} 0"
 
 
 def _injections() -> list[tuple[str, str, int, Callable[[str, date], list[str]]]]:

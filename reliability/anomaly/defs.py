@@ -57,7 +57,7 @@ def excluded_days(asset: str) -> tuple[set[date], str | None]:
         from reliability.incidents.config import open_store
         from reliability.incidents.triage import partitions_by_asset
 
-        with open_store() as store:
+        with open_store(create=False) as store:  # the sensor creates the store; none yet: no incidents
             incidents = store.list_incidents()
         days: set[date] = set()
         for incident in incidents:
@@ -72,6 +72,16 @@ def _number(value: float | None) -> float | None:
     if value is None or math.isnan(value):
         return None
     return max(-1e12, min(1e12, value))  # a missing day scores -inf; metadata needs a finite number
+
+
+def _metadata_value(value: object) -> object:
+    if isinstance(value, bool | dg.MetadataValue):
+        return value
+    if isinstance(value, int):
+        return dg.MetadataValue.int(value)
+    if isinstance(value, float):
+        return dg.MetadataValue.float(value)
+    return dg.MetadataValue.text(str(value))
 
 
 def check_result(asset: str, verdicts_by_day: dict[date, dict[FaultClass, ClassVerdict]], fault_class: FaultClass,
@@ -116,7 +126,27 @@ def check_result(asset: str, verdicts_by_day: dict[date, dict[FaultClass, ClassV
         passed=not anomalous,
         severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
         description=(f"anomaly on {len(anomalous)} day(s): " if anomalous else "") + description,
-        metadata={k: v for k, v in metadata.items() if v is not None},
+        metadata={k: _metadata_value(v) for k, v in metadata.items() if v is not None},
+    )
+
+
+def unmeasured_result(
+    asset: str, fault_class: FaultClass, blocking: bool, problem: str, days: list[date]
+) -> dg.AssetCheckResult:
+    """The monitors could not measure the table (missing table or column, a bad partition column):
+    a failed check naming the problem, never a silent pass."""
+    return dg.AssetCheckResult(
+        asset_key=dg.AssetKey([asset]),
+        check_name=check_name(fault_class),
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+        description=problem,
+        metadata={
+            CHECK_TYPE: check_name(fault_class),
+            "status": "error",
+            "error": problem,
+            PARTITION_KEYS_METADATA: dg.MetadataValue.json([d.isoformat() for d in days]),
+        },  # fmt: skip
     )
 
 
@@ -154,10 +184,17 @@ def anomaly_check(config: AnomalyConfig, asset: str, settings: Settings) -> dg.A
         else:
             excluded, note = excluded_days(asset)
             now = utcnow()
-            with duckdb.connect(str(warehouse_path)) as con:
-                for day in days:
-                    verdicts = judge_asset_day(con, config, asset, day, now, excluded)
-                    verdicts_by_day[day] = by_fault_class(verdicts)
+            try:
+                with duckdb.connect(str(warehouse_path)) as con:
+                    for day in days:
+                        verdicts = judge_asset_day(con, config, asset, day, now, excluded)
+                        verdicts_by_day[day] = by_fault_class(verdicts)
+            except (duckdb.Error, ValueError) as exc:  # a table that cannot be measured: said, not crashed
+                problem = f"could not measure {monitors.schema}.{monitors.table}: {type(exc).__name__}: {exc}"
+                for fault_class in _classes(config, asset):
+                    if check_name(fault_class) in selected:
+                        yield unmeasured_result(asset, fault_class, monitors.blocking, problem[:2000], days)
+                return
         for fault_class in _classes(config, asset):
             if check_name(fault_class) in selected:
                 yield check_result(asset, verdicts_by_day, fault_class, monitors.blocking, note)

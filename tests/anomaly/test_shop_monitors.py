@@ -31,8 +31,10 @@ FAULTS = {  # name: (table, SQL run on the fault day, fault classes that must fl
         {FaultClass.VOLUME},
     ),
     "missing_day": ("raw_payments", "delete from raw_payments where {f}", {FaultClass.VOLUME, FaultClass.COMPLETENESS}),
-    "null_spike": ("raw_customers", "update raw_customers set country = null where {f} and customer_id % 3 = 0",
-                   {FaultClass.NULL_RATE}),
+    "null_spike": (
+        "raw_customers", "update raw_customers set country = null where {f} and hash(customer_id, 'p') % 7 < 2",
+        {FaultClass.NULL_RATE},
+    ),
     "scale_change": ("raw_orders", "update raw_orders set amount = amount * 100 where {f}", {FaultClass.DISTRIBUTION}),
     "category_shift": ("raw_payments", "update raw_payments set method = 'coupon' where {f} and payment_id % 2 = 0",
                        {FaultClass.DISTRIBUTION}),
