@@ -10,9 +10,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from reliability.anomaly.defs import check_result
 from reliability.anomaly.detector import LEARNING
 from reliability.anomaly.monitors import by_fault_class
+from reliability.incidents.mapping import fault_class_of
 from reliability.incidents.model import FaultClass
+from reliability.partitions import PARTITION_KEYS_METADATA
 from reliability.shop.generator import PARTITION_COLUMN
 from tests.anomaly.shop_history import judge_days, write_days
 
@@ -66,6 +69,10 @@ def test_each_injected_fault_is_flagged_on_its_day_by_the_matching_monitor(fault
     assert flagged >= expected, {c: v.anomalies for c, v in classes.items()}
     if fault == "null_spike":  # the nulls are not also a share shift: shares are among values
         assert flagged == {FaultClass.NULL_RATE}
+    for fault_class in expected:  # the check's result names the incident's fault class
+        result = check_result(table, {day: classes}, fault_class, blocking=False, note=None)
+        assert not result.passed and result.metadata[PARTITION_KEYS_METADATA].value == [day.isoformat()]
+        assert fault_class_of({"check_type": result.metadata["check_type"].value}) == fault_class
 
 
 def test_a_clean_history_of_60_days_raises_nothing_and_learns_first(tmp_path) -> None:
