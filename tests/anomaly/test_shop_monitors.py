@@ -104,3 +104,24 @@ def test_days_excluded_for_an_incident_are_not_learned(tmp_path) -> None:
     assert kept_out[("raw_payments", fault_day)]["row_count"].is_anomaly
     assert kept_out[("raw_payments", fault_day)]["ratio:raw_payments/raw_orders"].is_anomaly
     assert fault_day - timedelta(days=7) == outage[-1] + timedelta(days=1)
+
+
+def test_a_gradual_drift_is_flagged_once_it_leaves_the_band_and_stays_flagged(tmp_path) -> None:
+    """Order amounts creep up 5% a day for six days after a clean history. Flagged days open
+    incidents and so are left out of training: the drift never becomes the new normal."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    dates = write_days(warehouse, HISTORY_DAYS + 6, ("raw_orders",))
+    ramp = dates[HISTORY_DAYS:]
+    with duckdb.connect(str(warehouse)) as con:
+        for step, day in enumerate(ramp, start=1):
+            con.execute("update raw_orders set amount = amount * ? where order_date = ?", [1 + 0.05 * step, day])
+    judge_days(warehouse, dates[:HISTORY_DAYS], ("raw_orders",))
+    excluded: set = set()
+    flagged_days = []
+    for day in ramp:
+        classes = by_fault_class(judge_days(warehouse, [day], ("raw_orders",), excluded)[("raw_orders", day)])
+        if not classes[FaultClass.DISTRIBUTION].passed:
+            flagged_days.append(day)
+            excluded.add(day)  # the incident covers the day
+    assert flagged_days and flagged_days == ramp[ramp.index(flagged_days[0]) :]  # from its first flag on, every day
+    assert ramp.index(flagged_days[0]) <= 2  # by +15% at the latest
