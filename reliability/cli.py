@@ -21,6 +21,7 @@ AREA_CLI_MODULES: tuple[str, ...] = (
     "reliability.incidents.cli",
     "reliability.contracts.cli",
     "reliability.review.cli",
+    "reliability.anomaly.cli",
 )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from reliability.anomaly import defs as anomaly_area
 from reliability.automation.defs import automation_condition_for, automation_sensors
 from reliability.config import SourcedPolicy, default_policy, load_asset_policies
 from reliability.contracts import defs as contracts_area
@@ -80,8 +81,20 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     ]
     if settings.shop_demo:
         areas += [shop_area.defs(settings), kafka_area.defs(settings)]
-    with_policies = _with_policies(dg.Definitions.merge(*areas), policies, default_policy(settings.policy))
+    merged = dg.Definitions.merge(*areas)
+    # anomaly monitors (the assets file's `anomaly:` section) for the assets this code location has
+    merged = dg.Definitions.merge(merged, anomaly_area.defs(settings, _asset_keys(merged)))
+    with_policies = _with_policies(merged, policies, default_policy(settings.policy))
     return _with_mitigation(_with_automation(with_policies, settings))
+
+
+def _asset_keys(defs: dg.Definitions) -> set[str]:
+    """Keys of the assets the areas define, without resolving the whole graph."""
+    keys: set[str] = set()
+    for item in defs.assets or []:
+        found = [item.key] if isinstance(item, dg.AssetSpec) else list(getattr(item, "keys", []))
+        keys.update(key.to_user_string() for key in found)
+    return keys
 
 
 def _with_automation(defs: dg.Definitions, settings: Settings) -> dg.Definitions:
