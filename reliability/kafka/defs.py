@@ -133,8 +133,11 @@ def raw_orders(
     yield dlq_check_result(unhandled, stats.rejected, stats.rejected_by_error)
 
 
-def lag_check_evaluation(result: lagmod.GroupResult, asset_key: dg.AssetKey) -> dg.AssetCheckEvaluation:
-    """A group's lag result as a check evaluation on the asset it feeds (numbers in metadata)."""
+def lag_check_evaluation(
+    result: lagmod.GroupResult, asset_key: dg.AssetKey, awaiting_first_commit: bool = False
+) -> dg.AssetCheckEvaluation:
+    """A group's lag result as a check evaluation on the asset it feeds (numbers in metadata). A group
+    that never committed yet passes, saying so (`lag.awaits_first_commit`)."""
     worst = result.worst
     metadata: dict[str, dg.MetadataValue] = {
         "check_type": dg.MetadataValue.text("consumer_lag"),  # the fault class (reliability.incidents.mapping)
@@ -153,6 +156,13 @@ def lag_check_evaluation(result: lagmod.GroupResult, asset_key: dg.AssetKey) -> 
     }
     if result.error:
         metadata["error"] = dg.MetadataValue.text(result.error)
+    if awaiting_first_commit:
+        metadata["status"] = dg.MetadataValue.text("NOT_STARTED")
+        return dg.AssetCheckEvaluation(
+            asset_key=asset_key, check_name=LAG_CHECK, passed=True, severity=dg.AssetCheckSeverity.WARN,
+            metadata=metadata,
+            description=f"{result.group}: not started yet (no committed offset in the commit history)",
+        )  # fmt: skip
     return dg.AssetCheckEvaluation(
         asset_key=asset_key,
         check_name=LAG_CHECK,
@@ -203,7 +213,11 @@ def lag_tick(
     for group in group_assets:  # a fed asset always gets a result
         if group not in seen:
             results.append(lagmod.error_result(group, state.last_error or "no result for this group"))
-    evaluations = [lag_check_evaluation(r, group_assets[r.group]) for r in results if r.group in group_assets]
+    evaluations = [
+        lag_check_evaluation(r, group_assets[r.group], lagmod.awaits_first_commit(r, state))
+        for r in results
+        if r.group in group_assets
+    ]
     return sampling.state_text(state), results, evaluations
 
 
