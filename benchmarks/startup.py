@@ -6,9 +6,11 @@ bare `python -c pass` for the CLI.
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,12 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 RELIABILITY = Path(sys.executable).with_name("reliability")
 
 
-def _wall(cmd: list[str], repeats: int) -> float:
+def _wall(cmd: list[str], repeats: int, env: dict[str, str] | None = None) -> float:
     """Median wall time of a fresh process running `cmd`."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+        subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, env=env)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -34,6 +36,12 @@ def run(quick: bool) -> list[dict]:
     dagster_floor = _wall([sys.executable, "-c", "import dagster"], repeats)
     help_time = _wall([str(RELIABILITY), "--help"], repeats)
     python_floor = _wall([sys.executable, "-c", "pass"], repeats)
+    with tempfile.TemporaryDirectory() as tmp:  # an empty store: created (and migrated) once, then listed
+        env = {**os.environ, "RELIABILITY_INCIDENT_STORE_URL": f"sqlite:///{tmp}/incidents.db"}
+        subprocess.run([str(RELIABILITY), "incidents", "list", "--json"], cwd=REPO, env=env, check=True,
+                       capture_output=True)  # fmt: skip
+        list_time = _wall([str(RELIABILITY), "incidents", "list", "--json"], repeats, env)
+        list_floor = _wall([sys.executable, "-c", "import sqlalchemy"], repeats, env)
     return [
         {"name": "startup.definitions_load", "ours_s": round(load, 3), "baseline_s": round(dagster_floor, 3),
          "ratio": round(load / dagster_floor, 2), "target": "ours_s <= 5", "met": load <= 5,
@@ -41,4 +49,8 @@ def run(quick: bool) -> list[dict]:
         {"name": "startup.cli_help", "ours_s": round(help_time, 3), "baseline_s": round(python_floor, 3),
          "ratio": round(help_time / python_floor, 2), "target": "ours_s <= 0.5", "met": help_time <= 0.5,
          "baseline": "python -c pass"},
+        {"name": "startup.incidents_list_empty_store", "ours_s": round(list_time, 3),
+         "baseline_s": round(list_floor, 3), "ratio": round(list_time / list_floor, 2),
+         "target": "ours_s <= 0.5", "met": list_time <= 0.5,
+         "baseline": "python -c 'import sqlalchemy' (the store's driver layer alone)"},
     ]

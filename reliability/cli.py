@@ -20,6 +20,8 @@ AREA_CLI_MODULES: tuple[str, ...] = (
     "reliability.kafka.cli",
     "reliability.incidents.cli",
     "reliability.contracts.cli",
+    "reliability.review.cli",
+    "reliability.anomaly.cli",
     "reliability.ci.cli",
 )
 

@@ -261,7 +261,7 @@ def load_asset_policies(path: Path | None) -> dict[str, AssetPolicy]:
     """Policies of non-dbt assets, keyed by asset key string (e.g. 'raw_orders'); no file, none."""
     if path is None:
         return {}
-    assets = load_yaml_mapping(path, "asset policy file", {"assets"}).get("assets")
+    assets = load_yaml_mapping(path, "asset policy file", {"assets", "anomaly"}).get("assets")
     if not isinstance(assets, dict):
         raise ConfigError(f"{path}: expected a top-level 'assets:' mapping of asset key -> policy")
     return {str(key): parse_policy(value, str(path), f"assets.{key}") for key, value in assets.items()}

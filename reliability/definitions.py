@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from reliability.anomaly import defs as anomaly_area
 from reliability.automation.defs import automation_condition_for, automation_sensors
 from reliability.config import SourcedPolicy, default_policy, load_asset_policies
 from reliability.contracts import defs as contracts_area
@@ -26,6 +27,7 @@ from reliability.kafka import defs as kafka_area
 from reliability.mitigation import defs as mitigation_area
 from reliability.mitigation.guard import with_quarantine_guard
 from reliability.reconciliation import defs as reconciliation_area
+from reliability.review import defs as review_area
 from reliability.settings import Settings, get_settings
 from reliability.shop import defs as shop_area
 
@@ -69,17 +71,30 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     manifest = load_manifest(settings)  # parsed once: the dbt area and the policies both read it
     declared = load_asset_policies(settings.assets_file)
     policies = {
+        **review_area.policies(),
         **{key: SourcedPolicy.declared(policy, "assets file") for key, policy in declared.items()},
         **dbt_policies(manifest, settings),
     }
     areas = [
         dbt_area.defs(settings, manifest), incidents_area.defs(settings), contracts_area.defs(settings),
-        mitigation_area.defs(settings), reconciliation_area.defs(settings),
+        mitigation_area.defs(settings), reconciliation_area.defs(settings), review_area.defs(settings),
     ]
     if settings.shop_demo:
         areas += [shop_area.defs(settings), kafka_area.defs(settings)]
-    with_policies = _with_policies(dg.Definitions.merge(*areas), policies, default_policy(settings.policy))
+    merged = dg.Definitions.merge(*areas)
+    # anomaly monitors (the assets file's `anomaly:` section) for the assets this code location has
+    merged = dg.Definitions.merge(merged, anomaly_area.defs(settings, _asset_keys(merged)))
+    with_policies = _with_policies(merged, policies, default_policy(settings.policy))
     return _with_mitigation(_with_automation(with_policies, settings))
+
+
+def _asset_keys(defs: dg.Definitions) -> set[str]:
+    """Keys of the assets the areas define, without resolving the whole graph."""
+    keys: set[str] = set()
+    for item in defs.assets or []:
+        found = [item.key] if isinstance(item, dg.AssetSpec) else list(getattr(item, "keys", []))
+        keys.update(key.to_user_string() for key in found)
+    return keys
 
 
 def _with_automation(defs: dg.Definitions, settings: Settings) -> dg.Definitions:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent set-up on a fresh machine: system packages (PostgreSQL, Java 17, Maven) and the Python
+# Idempotent set-up on a fresh machine: system packages (PostgreSQL, Java 17, Maven, Chromium) and the Python
 # environment in .venv. Safe to run again; fast when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,7 @@ need_apt=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)  # the post-mortem HTML test opens it headless
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian"
   export DEBIAN_FRONTEND=noninteractive

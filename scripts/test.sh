@@ -12,10 +12,17 @@ if ! .venv/bin/reliability kafka status >/dev/null 2>&1; then
   trap '.venv/bin/reliability kafka down >/dev/null 2>&1 || true' EXIT
 fi
 .venv/bin/reliability kafka up
-.venv/bin/python -m pytest -q --durations=15 "$@"
+if [ $# -eq 0 ]; then
+  # Two workers (most tests wait on dbt, Kafka or the daemon), whole files per worker; then, alone, the
+  # tests that stop and restart the shared broker.
+  .venv/bin/python -m pytest -q --durations=15 -n 2 --dist loadfile -m "not serial"
+  .venv/bin/python -m pytest -q --durations=5 -p no:cacheprovider -m serial
+else
+  .venv/bin/python -m pytest -q --durations=15 "$@"
+fi
 # No test may depend on today's date: run the incident and detection tests again a year ahead.
 if [ $# -eq 0 ]; then
   echo "test.sh: incident and detection tests again under a clock moved 365 days ahead"
-  .venv/bin/python -m pytest -q -p no:cacheprovider --clock-shift-days=365 \
+  .venv/bin/python -m pytest -q -p no:cacheprovider --clock-shift-days=365 -n 2 --dist loadfile \
     tests/incidents tests/contracts tests/kafka/test_lag_rules.py
 fi

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -61,17 +62,28 @@ def ensure_manifest(settings: Settings) -> Path:
     if not (project_dir / "dbt_project.yml").exists():
         raise ConfigError(f"{project_dir}: not a dbt project (no dbt_project.yml); check dbt_project_dir")
     manifest = project_dir / "target" / "manifest.json"
-    if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime(project_dir):
+    if _is_current(manifest, project_dir):
         return manifest
-    result = subprocess.run(
-        [dbt_executable(), "parse", "--project-dir", str(project_dir),
-         "--profiles-dir", str(profiles_dir(settings)), "--quiet"],
-        env=dbt_env(settings), capture_output=True, text=True,
-    )
+    # The webserver, the daemon and runs load the location at the same time: one parses, the others wait
+    # for its manifest instead of writing the same files at once.
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    with open(manifest.parent / ".reliability-parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _is_current(manifest, project_dir):
+            return manifest
+        result = subprocess.run(
+            [dbt_executable(), "parse", "--project-dir", str(project_dir),
+             "--profiles-dir", str(profiles_dir(settings)), "--quiet"],
+            env=dbt_env(settings), capture_output=True, text=True,
+        )  # fmt: skip
     if result.returncode != 0 or not manifest.exists():
         detail = (result.stdout + result.stderr).strip()[-2000:]
         raise ConfigError(f"{project_dir}: `dbt parse` failed:\n{detail}")
     return manifest
+
+
+def _is_current(manifest: Path, project_dir: Path) -> bool:
+    return manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime(project_dir)
 
 
 def load_manifest(settings: Settings) -> dict[str, Any]:

@@ -94,6 +94,9 @@ def register(subparsers: Any) -> None:
 
     register_incident_commands(sub)  # pause / resume: the circuit breaker (reliability.mitigation)
     add_reconcile_commands(sub)  # reliability incidents reconcile
+    from reliability.review.cli import add_incident_commands
+
+    add_incident_commands(sub)  # reliability incidents stats
 
     br = subparsers.add_parser("blast-radius", help="everything downstream of an asset (loads Dagster defs)",
                                description="Everything downstream of an asset, with tiers, owners, partitions "

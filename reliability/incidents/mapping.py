@@ -121,6 +121,12 @@ FAULT_CLASS_BY_CHECK_TYPE: Mapping[str, FaultClass] = {
     "consumer_lag": FaultClass.CONSUMER_LAG,
     "dead_letters": FaultClass.DATA_QUALITY,
     "contract_valid": FaultClass.DATA_QUALITY,
+    # anomaly monitors (reliability.anomaly): check_type `anomaly_<fault class>`
+    "anomaly_volume": FaultClass.VOLUME,
+    "anomaly_completeness": FaultClass.COMPLETENESS,
+    "anomaly_null_rate": FaultClass.NULL_RATE,
+    "anomaly_distribution": FaultClass.DISTRIBUTION,
+    "anomaly_freshness": FaultClass.FRESHNESS,
 }
 FAULT_CLASS_BY_DBT_TEST: Mapping[str, FaultClass] = {
     "unique": FaultClass.DUPLICATES,

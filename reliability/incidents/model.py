@@ -46,6 +46,10 @@ class FaultClass(StrEnum):
     FRESHNESS = "freshness"
     CONSUMER_LAG = "consumer_lag"
     PIPELINE_FAILURE = "pipeline_failure"
+    # anomaly monitors (reliability.anomaly): a learned metric left its expected band
+    COMPLETENESS = "completeness"  # a declared relation between assets (payments per order) broke
+    NULL_RATE = "null_rate"
+    DISTRIBUTION = "distribution"  # value shares, numeric stats
 
 
 class Source(StrEnum):

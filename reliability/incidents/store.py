@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, and_, bindparam, case, create_engine, event, func, or_, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -30,7 +31,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from reliability.clock import Clock, utcnow
 from reliability.errors import UserFacingError
 from reliability.incidents import schema as t
-from reliability.incidents.grouping import Action, GroupingPolicy, IncidentView, decide
 from reliability.incidents.lifecycle import (
     InvalidTransition,
     OpenKey,
@@ -49,7 +49,6 @@ from reliability.incidents.model import (
     TimelineKind,
     format_incident_id,
 )
-from reliability.incidents.notify import ALERTMANAGER, IncidentSnapshot, OutboxMessage, Router, alertmanager_payload
 from reliability.incidents.triage import (
     ALL_PARTITIONS,
     DETECTED_PARTITIONS,
@@ -64,6 +63,10 @@ from reliability.incidents.triage import (
     partitions_by_asset,
     with_detected_partitions,
 )
+
+if TYPE_CHECKING:  # grouping and notify are only needed to write: read-only commands start without them
+    from reliability.incidents.grouping import Action, GroupingPolicy, IncidentView
+    from reliability.incidents.notify import IncidentSnapshot, OutboxMessage, Router
 
 SYSTEM_ACTOR = "reliability-sensor"
 MAX_RETRIES = 30
@@ -203,6 +206,8 @@ class Incident:
         }
 
     def snapshot(self, previous_severity: str | None = None) -> IncidentSnapshot:
+        from reliability.incidents.notify import IncidentSnapshot
+
         return IncidentSnapshot(
             incident_id=self.id,
             version=self.version,
@@ -370,8 +375,10 @@ def _sqlite_engine(url: str, path: str, origin: str, create: bool) -> Engine:
         directory = Path(path).parent
         if not directory.is_dir():
             if not create:
-                raise StoreUnavailable(f"{origin}: no incident store at {path}: directory {directory} does not "
-                                       "exist (check the path; the sensor creates the store on its first tick)")
+                raise StoreUnavailable(
+                    f"{origin}: no incident store at {path}: directory {directory} does not "
+                    "exist (check the path; the sensor creates the store on its first tick)"
+                )
             directory.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
@@ -442,10 +449,28 @@ class IncidentStore:
         self.url = url
         self.clock = clock
         self.engine = make_engine(self.url, origin, create=create)
-        self.router = router if router is not None else Router()
-        self.policy = policy or GroupingPolicy()
+        self._router = router
+        self._policy = policy
         if migrate_schema:
             self._open(origin)
+
+    @property
+    def router(self) -> Router:
+        """Where notifications go (made on first use)."""
+        if self._router is None:
+            from reliability.incidents.notify import Router
+
+            self._router = Router()
+        return self._router
+
+    @property
+    def policy(self) -> GroupingPolicy:
+        """How detections group into incidents (made on first use)."""
+        if self._policy is None:
+            from reliability.incidents.grouping import GroupingPolicy
+
+            self._policy = GroupingPolicy()
+        return self._policy
 
     def _open(self, origin: str) -> None:
         """Connect once without retrying (a refused login or a dead host is not transient: one clear
@@ -570,6 +595,8 @@ class IncidentStore:
 
     def _ingest(self, conn: Connection, detections: Sequence[Detection], lineage: LineageGraph | None,
                 now: datetime, actor: str) -> IngestResult:  # fmt: skip
+        from reliability.incidents.grouping import Action, decide
+
         result = IngestResult()
         # 1. drop detections already recorded (sensor restart, concurrent reporters of the same event)
         unique: dict[str, Detection] = {}
@@ -775,6 +802,8 @@ class IncidentStore:
             values["error_level"] = error_level
         existing = state.assets.setdefault(inc.id, set())
         failing_before = state.failing.setdefault(inc.id, set())
+        from reliability.incidents.grouping import Action
+
         new_root = d.asset_key if action == Action.JOIN_UPSTREAM else None
         needs_triage = new_root is not None or d.asset_key not in existing or values.get("error_level") is True
         radius = severity = sev_reason = None
@@ -932,8 +961,15 @@ class IncidentStore:
             inc = self._get_row(conn, incident_id)
             parts = partitions_by_asset(inc.blast_radius)
             assets = [
-                IncidentAsset(r.asset_key, r.role, r.depth, r.tier, list(_loads(r.owners, [])), r.kind,  # type: ignore[call-overload]
-                              parts.get(r.asset_key, []))  # fmt: skip
+                IncidentAsset(
+                    r.asset_key,
+                    r.role,
+                    r.depth,
+                    r.tier,
+                    list(_loads(r.owners, [])),
+                    r.kind,  # type: ignore[call-overload]
+                    parts.get(r.asset_key, []),
+                )  # fmt: skip
                 for r in conn.execute(
                     select(t.incident_assets)
                     .where(t.incident_assets.c.incident_id == incident_id)
@@ -1114,6 +1150,8 @@ class IncidentStore:
         """Re-send firing Alertmanager alerts of active incidents (Alertmanager resolves an alert it has
         not heard of for `resolve_timeout`, 5 min by default; its docs ask clients to resend every
         30 s - 3 min). Only incidents that already alerted there, with nothing pending, every `every`."""
+        from reliability.incidents.notify import ALERTMANAGER, OutboxMessage, alertmanager_payload
+
         at = now or self.clock()
         bucket = int(at.timestamp() // every.total_seconds())
 
@@ -1168,8 +1206,15 @@ class IncidentStore:
             for chunk in _chunks(ids):
                 for r in conn.execute(select(t.incident_assets).where(t.incident_assets.c.incident_id.in_(chunk))):
                     assets.setdefault(r.incident_id, []).append(
-                        IncidentAsset(r.asset_key, r.role, r.depth, r.tier, list(_loads(r.owners, [])), r.kind,  # type: ignore[call-overload]
-                                      parts[r.incident_id].get(r.asset_key, []))  # fmt: skip
+                        IncidentAsset(
+                            r.asset_key,
+                            r.role,
+                            r.depth,
+                            r.tier,
+                            list(_loads(r.owners, [])),
+                            r.kind,  # type: ignore[call-overload]
+                            parts[r.incident_id].get(r.asset_key, []),
+                        )  # fmt: skip
                     )
         return [(Incident(**{**i.__dict__, "assets": assets.get(i.id, [])}), sig) for i, sig in incidents]
 
@@ -1351,6 +1396,8 @@ class _BatchState:
             self.timeline(plan.incident_id, plan.at, plan.actor, r.kind, r.message, dict(r.data))
 
     def views(self) -> list[IncidentView]:
+        from reliability.incidents.grouping import IncidentView
+
         out = []
         for inc in self.incidents.values():
             view = self._views.get(inc.id)

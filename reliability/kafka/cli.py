@@ -1,4 +1,4 @@
-"""`reliability kafka up|down|status|produce|ingest` and `reliability lag`; heavy imports in handlers."""
+"""`reliability kafka up|down|status|produce|ingest|dlq` and `reliability lag`; heavy imports in handlers."""
 
 from __future__ import annotations
 
@@ -43,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="non-idempotent, retrying producer (acks=1): may duplicate/reorder; for fault injection",
     )
+    produce.add_argument(
+        "--resend-every",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="fault injection: send every Nth event twice in a row (identical key and payload), as a producer "
+        "without idempotence does when it retries a batch whose ack was lost (implies --unsafe-retries)",
+    )
     produce.set_defaults(handler=_produce)
 
     ingest = sub.add_parser("ingest", help="one exactly-once micro-batch from the topic into raw_orders")
@@ -55,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ingest.add_argument("--retry-for", type=float, default=30.0, help="seconds to retry transient broker errors")
     ingest.set_defaults(handler=_ingest)
+    _register_dlq(sub)
 
     lag = subparsers.add_parser("lag", help="consumer lag per group (Burrow rules + time lag)")
     lag.add_argument("--group", action="append", default=[], help="only this group (repeatable)")
@@ -113,12 +122,20 @@ def _produce(args: argparse.Namespace) -> int:
         poison_count=args.poison,
         idempotent=not args.unsafe_retries,
         rate_per_s=args.rate,
+        resend_every=args.resend_every,
     )
     print(
         f"produced {stats.valid} order events and {stats.poison} poison message(s) to {args.topic} "
         f"in {stats.seconds:.1f}s"
     )
     return 0
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: 0 or a positive whole number (bad input exits 2 with the value named)."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, got {text!r}")
+    return int(text)
 
 
 def _produce_days(args: argparse.Namespace) -> int:
@@ -144,8 +161,9 @@ def _produce_days(args: argparse.Namespace) -> int:
         print(f"nothing to produce: {args.topic} is up to date")
         return 0
     total = producer.produce_shop_days(
-        args.topic, days, scale, idempotent=not args.unsafe_retries, rate_per_s=args.rate
-    )
+        args.topic, days, scale, idempotent=not args.unsafe_retries, rate_per_s=args.rate,
+        resend_every=args.resend_every,
+    )  # fmt: skip
     if args.poison:  # after the valid events (rejected by ingestion whatever ids they carry)
         producer.produce(
             args.topic,
@@ -231,3 +249,196 @@ def _lag(args: argparse.Namespace) -> int:
         print(format_table(results))
     worst = worst_group_status(r.status for r in results)
     return 1 if worst in (GroupStatus.ERR, GroupStatus.NOT_FOUND) else 0
+
+
+# ------------------------------------------------------------------------------------ dead letters
+OFFSETS_HELP = "only these (PARTITION:OFFSET, comma-separated, repeatable); default: every unhandled one"
+
+
+def _register_dlq(sub: argparse._SubParsersAction) -> None:
+    dlq = sub.add_parser("dlq", help="dead letters: list, show, replay after a fix, archive with a reason")
+    dsub = dlq.add_subparsers(dest="dlq_command", metavar="COMMAND")
+    dlq.set_defaults(handler=lambda _args: dlq.print_help() or 2)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--topic", default="shop.orders", help="source topic whose dead letters (default shop.orders)")
+        p.add_argument("--warehouse", help="DuckDB file (default: settings warehouse_path)")
+
+    ls = dsub.add_parser("list", help="dead letters: position, key, error class, reason, when, handled?")
+    common(ls)
+    ls.add_argument("--unhandled", action="store_true", help="only those not yet replayed or archived")
+    ls.add_argument("--json", action="store_true", help="JSON instead of a table")
+    ls.set_defaults(handler=_dlq_list)
+
+    show = dsub.add_parser("show", help="one dead letter: payload, DLQ headers, error (hostile bytes escaped)")
+    common(show)
+    show.add_argument("position", metavar="OFFSET", help="PARTITION:OFFSET, or OFFSET when only one has it")
+    show.add_argument("--group", default="reliability.raw_orders", help="consumer group named in the headers")
+    show.add_argument("--json", action="store_true", help="JSON (with the exact bytes in base64)")
+    show.set_defaults(handler=_dlq_show)
+
+    rp = dsub.add_parser("replay", help="re-ingest dead letters after a fix, exactly once (still bad: kept)")
+    common(rp)
+    rp.add_argument("--offsets", action="append", metavar="P:O,...", help=OFFSETS_HELP)
+    rp.add_argument("--incident", metavar="ID", help="record the replay on this incident's timeline (INC-<n>)")
+    rp.add_argument("--actor", default=None, help="who (default: RELIABILITY_ACTOR or the OS user)")
+    rp.add_argument("--json", action="store_true", help="the outcome as JSON")
+    rp.set_defaults(handler=_dlq_replay)
+
+    ar = dsub.add_parser("archive", help="mark dead letters handled without a row, with a reason")
+    common(ar)
+    ar.add_argument("--reason", required=True, help="why they are archived (kept with them and on the incident)")
+    ar.add_argument("--offsets", action="append", metavar="P:O,...", help=OFFSETS_HELP)
+    ar.add_argument("--incident", metavar="ID", help="record the reason on this incident's timeline (INC-<n>)")
+    ar.add_argument("--actor", default=None, help="who (default: RELIABILITY_ACTOR or the OS user)")
+    ar.set_defaults(handler=_dlq_archive)
+
+
+def _dlq_warehouse(args: argparse.Namespace):
+    from reliability.kafka.warehouse import open_warehouse
+
+    path = args.warehouse
+    if path is None:
+        from reliability.settings import get_settings
+
+        path = get_settings().warehouse_path
+    return open_warehouse(path)
+
+
+def _dlq_letters(args: argparse.Namespace, con):
+    from reliability.kafka.dlq import parse_positions, select_letters
+    from reliability.kafka.dlq_ops import load_dead_letters
+
+    positions = parse_positions(args.offsets) if args.offsets else None
+    return select_letters(load_dead_letters(con, args.topic), positions, args.topic)
+
+
+def _dlq_incident(args: argparse.Namespace, store) -> tuple[int, str] | tuple[None, None]:
+    """The incident named by --incident (checked before anything is written), or (None, None)."""
+    if not args.incident:
+        return None, None
+    from reliability.incidents.model import parse_incident_id
+
+    try:
+        incident_id = parse_incident_id(args.incident)
+    except ValueError as exc:
+        from reliability.errors import UserFacingError
+
+        raise UserFacingError(f"--incident: {exc}") from None
+    return incident_id, store.get(incident_id).display_id
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+    from reliability.kafka.dlq import LIST_COLUMNS, list_rows
+    from reliability.kafka.dlq_ops import load_dead_letters
+    from reliability.terminal import print_tables
+
+    with _dlq_warehouse(args) as con:
+        letters = load_dead_letters(con, args.topic)
+    if args.unhandled:
+        letters = [d for d in letters if d.handled is None]
+    if args.json:
+        print(json.dumps([d.summary() for d in letters], indent=2))
+        return 0
+    unhandled = sum(1 for d in letters if d.handled is None)
+    title = f"dead letters of {args.topic}: {len(letters)} listed, {unhandled} not yet handled"
+    print_tables([(title, LIST_COLUMNS, list_rows(letters))])
+    return 0
+
+
+def _dlq_show(args: argparse.Namespace) -> int:
+    from reliability.kafka.dead_letters import DeadLetter, dead_letter_record
+    from reliability.kafka.dlq import escape_bytes, parse_position, select_letters
+    from reliability.kafka.dlq_ops import load_dead_letters
+    from reliability.terminal import printable
+
+    with _dlq_warehouse(args) as con:
+        (letter,) = select_letters(load_dead_letters(con, args.topic), [parse_position(args.position)], args.topic)
+    record = DeadLetter(args.topic, letter.partition, letter.offset, letter.error, letter.detail, letter.key,
+                        letter.payload, letter.rejected_at)  # fmt: skip
+    _, _, headers = dead_letter_record(record, args.group)  # what was (or will be) published to <topic>.dlq
+    info = letter.details(headers)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"dead letter {args.topic} {letter.position} ({'published' if letter.published else 'not yet published'}"
+          f" to {args.topic}.dlq)")  # fmt: skip
+    print(f"  error:    {letter.error}" + (f": {printable(letter.detail)}" if letter.detail else ""))
+    print(f"  rejected: {info['rejected_at'] or '-'}")
+    handled = "no (counted by kafka_dlq_depth)" if letter.handled is None else (
+        f"{letter.handled} at {info['handled_at']}" + (f" for {letter.incident}" if letter.incident else "")
+        + (f": {printable(letter.reason)}" if letter.reason else ""))  # fmt: skip
+    print(f"  handled:  {handled}")
+    print(f"  key:      {escape_bytes(letter.key)}")
+    size = len(letter.payload) if letter.payload is not None else 0
+    print(f"  payload ({size} bytes, non-text bytes escaped):")
+    print(f"    {info['payload']}")
+    print("  headers:")
+    for name, value in headers:
+        print(f"    {name}: {escape_bytes(value)}")
+    return 0
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+    from reliability.clock import utcnow
+    from reliability.incidents.cli import _actor, _store
+    from reliability.incidents.model import TimelineKind
+
+    now, actor = utcnow(), _actor(args)
+    store = _store(args) if args.incident else None
+    try:
+        incident_id, display = _dlq_incident(args, store) if store is not None else (None, None)
+        from reliability.kafka.dlq_ops import replay
+
+        with _dlq_warehouse(args) as con:
+            letters = _dlq_letters(args, con)
+            outcome = replay(con, args.topic, [(d.partition, d.offset, d.payload) for d in letters], now=now,
+                             actor=actor, incident=display, reason="replayed after a fix")  # fmt: skip
+        if store is not None and incident_id is not None and (outcome.replayed or outcome.still_invalid):
+            store.add_timeline(incident_id, actor, TimelineKind.ACTION,
+                               f"dead letters of {args.topic}: {outcome.summary()}",
+                               {"action": "dlq_replay", "topic": args.topic, **outcome.to_dict()}, now=now)  # fmt: skip
+    finally:
+        if store is not None:
+            store.close()
+    if args.json:
+        print(json.dumps(outcome.to_dict(), indent=2))
+    else:
+        print(f"{args.topic}: {outcome.summary()}")
+        for p, o, error, detail in outcome.still_invalid:
+            from reliability.terminal import printable
+
+            print(f"  {p}:{o} still {error}: {printable(detail or '')}")
+    return 0
+
+
+def _dlq_archive(args: argparse.Namespace) -> int:
+    from reliability.clock import utcnow
+    from reliability.errors import UserFacingError
+    from reliability.incidents.cli import _actor, _store
+    from reliability.incidents.model import TimelineKind
+    from reliability.kafka.dlq_ops import archive
+
+    if not args.reason.strip():
+        raise UserFacingError("--reason is blank: say why these dead letters are archived")
+    now, actor = utcnow(), _actor(args)
+    store = _store(args) if args.incident else None
+    try:
+        incident_id, display = _dlq_incident(args, store) if store is not None else (None, None)
+        with _dlq_warehouse(args) as con:
+            letters = _dlq_letters(args, con)
+            marked = archive(con, args.topic, [(d.partition, d.offset) for d in letters], reason=args.reason,
+                             now=now, actor=actor, incident=display)  # fmt: skip
+        positions = [f"{p}:{o}" for p, o in marked]
+        if store is not None and incident_id is not None and marked:
+            store.add_timeline(incident_id, actor, TimelineKind.ACTION,
+                               f"archived {len(marked)} dead letter(s) of {args.topic}: {args.reason}",
+                               {"action": "dlq_archive", "topic": args.topic, "reason": args.reason,
+                                "positions": positions}, now=now)  # fmt: skip
+    finally:
+        if store is not None:
+            store.close()
+    where = f" (recorded on {display})" if display and marked else ""
+    print(f"{args.topic}: archived {len(marked)} dead letter(s){where}"
+          + (f"; {len(letters) - len(marked)} already handled" if len(letters) > len(marked) else ""))  # fmt: skip
+    return 0

@@ -56,28 +56,12 @@ class IngestRunConfig(dg.Config):
     batch_size: int = 50_000
 
 
-def _dlq_depth(bootstrap: str, dlq_topic: str) -> int | None:
-    """Messages retained in the DLQ topic (log end - log start): poison nobody has handled yet."""
-    from confluent_kafka import TopicPartition
-
-    from reliability.kafka import clients
-
-    cons = clients.consumer("reliability.dlq-depth", bootstrap)
-    try:
-        md = cons.list_topics(dlq_topic, timeout=10).topics.get(dlq_topic)
-        if md is None or md.error is not None:
-            return 0
-        depth = 0
-        for p in md.partitions:
-            low, high = cons.get_watermark_offsets(TopicPartition(dlq_topic, p), timeout=10)
-            depth += max(0, high - low)
-        return depth
-    finally:
-        cons.close()
-
-
 def dlq_check_result(depth: int, rejected_now: int, by_error: Mapping[str, int]) -> dg.AssetCheckResult:
-    """Passes with an empty DLQ; WARN while poison waits there, ERROR from DLQ_ERROR_DEPTH on."""
+    """Passes when no dead letter waits to be handled; WARN while some do, ERROR from DLQ_ERROR_DEPTH on.
+
+    `depth` counts the dead letters nobody replayed or archived yet (`reliability kafka dlq`), not every
+    message the DLQ topic keeps: once they are handled the check passes, so a resolved DLQ incident is
+    not reopened by the next clean micro-batch."""
     severity = dg.AssetCheckSeverity.ERROR if depth >= DLQ_ERROR_DEPTH else dg.AssetCheckSeverity.WARN
     return dg.AssetCheckResult(
         check_name=DLQ_CHECK,
@@ -90,7 +74,7 @@ def dlq_check_result(depth: int, rejected_now: int, by_error: Mapping[str, int])
             "rejected_this_batch": rejected_now,
             "rejected_by_error": dg.MetadataValue.json(dict(by_error)),
         },
-        description=f"{depth} message(s) in the dead letter queue",
+        description=f"{depth} dead letter(s) not yet handled (reliability kafka dlq list|replay|archive)",
     )
 
 
@@ -101,14 +85,16 @@ def dlq_check_result(depth: int, rejected_now: int, by_error: Mapping[str, int])
     group_name="raw",
     code_version="kafka-2",  # 2: strict validation (values stored exactly or dead-lettered)
     description="Orders as they arrive from the shop, ingested exactly once from Kafka.",
-    check_specs=[dg.AssetCheckSpec(DLQ_CHECK, asset=RAW_ORDERS, description="Poison messages in the DLQ")],
+    check_specs=[
+        dg.AssetCheckSpec(DLQ_CHECK, asset=RAW_ORDERS, description="Dead letters not yet replayed or archived")
+    ],
 )
 def raw_orders(
     context: dg.AssetExecutionContext, config: IngestRunConfig, warehouse: DuckDBResource, kafka: KafkaSource
 ):
     from reliability.kafka import clients
     from reliability.kafka.ingest import Ingestor, run_retrying, summary
-    from reliability.kafka.warehouse import dlq_depth
+    from reliability.kafka.warehouse import dlq_depth, unhandled_dlq_depth
 
     bootstrap = kafka.bootstrap()
     clients.ensure_topic(kafka.topic, kafka.partitions, bootstrap)
@@ -127,6 +113,7 @@ def raw_orders(
             ingestor.close()
         total_rows = con.execute("select count(*) from raw_orders").fetchone()[0]
         rejected_total = dlq_depth(con, kafka.topic)
+        unhandled = unhandled_dlq_depth(con, kafka.topic)
     context.log.info(summary(stats, kafka.topic))
     yield dg.MaterializeResult(
         asset_key=RAW_ORDERS,
@@ -143,12 +130,14 @@ def raw_orders(
             "stop_reason": stats.stop_reason,
         },
     )
-    depth = _dlq_depth(bootstrap, f"{kafka.topic}.dlq")
-    yield dlq_check_result(depth or 0, stats.rejected, stats.rejected_by_error)
+    yield dlq_check_result(unhandled, stats.rejected, stats.rejected_by_error)
 
 
-def lag_check_evaluation(result: lagmod.GroupResult, asset_key: dg.AssetKey) -> dg.AssetCheckEvaluation:
-    """A group's lag result as a check evaluation on the asset it feeds (numbers in metadata)."""
+def lag_check_evaluation(
+    result: lagmod.GroupResult, asset_key: dg.AssetKey, awaiting_first_commit: bool = False
+) -> dg.AssetCheckEvaluation:
+    """A group's lag result as a check evaluation on the asset it feeds (numbers in metadata). A group
+    that never committed yet passes, saying so (`lag.awaits_first_commit`)."""
     worst = result.worst
     metadata: dict[str, dg.MetadataValue] = {
         "check_type": dg.MetadataValue.text("consumer_lag"),  # the fault class (reliability.incidents.mapping)
@@ -167,6 +156,13 @@ def lag_check_evaluation(result: lagmod.GroupResult, asset_key: dg.AssetKey) -> 
     }
     if result.error:
         metadata["error"] = dg.MetadataValue.text(result.error)
+    if awaiting_first_commit:
+        metadata["status"] = dg.MetadataValue.text("NOT_STARTED")
+        return dg.AssetCheckEvaluation(
+            asset_key=asset_key, check_name=LAG_CHECK, passed=True, severity=dg.AssetCheckSeverity.WARN,
+            metadata=metadata,
+            description=f"{result.group}: not started yet (no committed offset in the commit history)",
+        )  # fmt: skip
     return dg.AssetCheckEvaluation(
         asset_key=asset_key,
         check_name=LAG_CHECK,
@@ -217,7 +213,11 @@ def lag_tick(
     for group in group_assets:  # a fed asset always gets a result
         if group not in seen:
             results.append(lagmod.error_result(group, state.last_error or "no result for this group"))
-    evaluations = [lag_check_evaluation(r, group_assets[r.group]) for r in results if r.group in group_assets]
+    evaluations = [
+        lag_check_evaluation(r, group_assets[r.group], lagmod.awaits_first_commit(r, state))
+        for r in results
+        if r.group in group_assets
+    ]
     return sampling.state_text(state), results, evaluations
 
 

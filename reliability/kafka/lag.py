@@ -399,6 +399,13 @@ def evaluate_group(
     )
 
 
+def awaits_first_commit(result: GroupResult, state: LagState) -> bool:
+    """A group not found that never committed (nothing in the commit history): a consumer not started yet,
+    e.g. on a first deploy, not a fault. Burrow does not evaluate unknown groups either. A group that did
+    commit and is gone (offsets expired or deleted) stays NOT_FOUND."""
+    return result.status is GroupStatus.NOT_FOUND and not state.windows.get(result.group)
+
+
 def error_result(group: str, error: str) -> GroupResult:
     """A group that could not be sampled (broker unreachable, group vanished): ERR, saying why."""
     return GroupResult(

@@ -1,7 +1,9 @@
 """Produce order events, idempotently by default (`enable.idempotence=true`, `acks=all`).
 
 `idempotent=False` gives a retrying producer without idempotence, which can duplicate or reorder on
-retries: it exists to inject exactly those faults.
+retries: it exists to inject exactly those faults. `resend_every=N` makes the duplicate happen for sure:
+every Nth message is sent twice in a row, identical key and payload, as such a producer does when a
+batch's acknowledgement is lost and it retries (the copies land at adjacent offsets of one partition).
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ class ProduceStats:
     seconds: float = 0.0
 
 
+def with_resends(messages: Iterable[tuple[bytes | None, bytes]], every: int) -> Iterable[tuple[bytes | None, bytes]]:
+    """Each message, and every `every`-th one a second time right after it (identical key and payload)."""
+    for position, pair in enumerate(messages, start=1):
+        yield pair
+        if every > 0 and position % every == 0:
+            yield pair
+
+
 def produce(
     topic: str,
     messages: Iterable[tuple[bytes | None, bytes]],
@@ -36,11 +46,17 @@ def produce(
     idempotent: bool = True,
     rate_per_s: float | None = None,
     flush_timeout_s: float = 60.0,
+    resend_every: int = 0,
 ) -> list[str]:
-    """Send (key, value) pairs; returns delivery errors (empty when all were acknowledged)."""
+    """Send (key, value) pairs; returns delivery errors (empty when all were acknowledged).
+
+    `resend_every` > 0 injects the duplicates of a non-idempotent retrying producer (and uses one)."""
     from confluent_kafka import KafkaException
 
     errors: list[str] = []
+    if resend_every > 0:
+        idempotent = False
+        messages = with_resends(messages, resend_every)
 
     def on_delivery(err, _msg) -> None:
         if err is not None:
@@ -100,6 +116,7 @@ def produce_orders(
     bootstrap: str | None = None,
     idempotent: bool = True,
     rate_per_s: float | None = None,
+    resend_every: int = 0,
 ) -> ProduceStats:
     """Produce `count` valid orders (ids first_id..) plus `poison_count` poison messages."""
     positions = poison_positions(count, poison_count)
@@ -114,6 +131,7 @@ def produce_orders(
         bootstrap=bootstrap,
         idempotent=idempotent,
         rate_per_s=rate_per_s,
+        resend_every=resend_every,
     )
     stats.seconds = time.monotonic() - started
     if stats.errors:
@@ -175,6 +193,7 @@ def produce_shop_days(
     bootstrap: str | None = None,
     idempotent: bool = True,
     rate_per_s: float | None = None,
+    resend_every: int = 0,
 ) -> int:
     """The shop generator's orders of `days` as events (same ids as its payments); returns the count."""
     from reliability.kafka.events import encode, event_from_row
@@ -189,6 +208,7 @@ def produce_shop_days(
             bootstrap=bootstrap,
             idempotent=idempotent,
             rate_per_s=rate_per_s,
+            resend_every=resend_every,
         )
         if errors:
             raise UserFacingError(f"producing to {topic} failed: {errors[:3]}")

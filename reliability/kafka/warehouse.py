@@ -4,6 +4,11 @@ Why exactly once: the rows of a batch, its rejects (the DLQ outbox) and the next
 partition it touched are written in ONE DuckDB transaction, and the consumer starts from those stored
 offsets. A crash anywhere replays from the last committed transaction: no row lost, none duplicated.
 Offsets are kept per (consumer group, topic, partition): each group has its own progress.
+
+Dead letters are handled (replayed after a fix, or archived with a reason) by `reliability.kafka.dlq_ops`:
+a row in `_kafka_dlq_handled` per source message, written in the same transaction as the rows a replay
+inserts, so a dead letter is turned into a row at most once and `kafka_dlq_depth` counts only the
+dead letters without such a row.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from reliability.kafka.validation import TARGET_TABLE, bulk_insert_sql, insert_v
 
 OFFSETS_TABLE = "_kafka_offsets"
 OUTBOX_TABLE = "_kafka_dlq_outbox"
+HANDLED_TABLE = "_kafka_dlq_handled"
 UNKNOWN_GROUP = "(unknown)"  # group of offset rows an older version stored without one
 
 DDL = [
@@ -37,6 +43,12 @@ DDL = [
         source_topic varchar not null, source_partition integer not null, source_offset bigint not null,
         dlq_topic varchar not null, error varchar not null, detail varchar, message_key blob,
         payload blob, rejected_at timestamp, published boolean not null default false)""",
+    # One row per dead letter that was handled: replayed into a row, or archived with a reason. The key
+    # makes a second replay of the same message fail its transaction instead of inserting a second row.
+    f"""create table if not exists {HANDLED_TABLE} (
+        source_topic varchar not null, source_partition integer not null, source_offset bigint not null,
+        action varchar not null, reason varchar, incident varchar, actor varchar, handled_at timestamp,
+        primary key (source_topic, source_partition, source_offset))""",
 ]
 
 
@@ -119,6 +131,19 @@ def dlq_depth(con, topic: str) -> int:
     """Messages rejected to the DLQ of `topic` so far (from the outbox, same DB as the rows)."""
     ensure_tables(con)
     return int(con.execute(f"select count(*) from {OUTBOX_TABLE} where source_topic = ?", [topic]).fetchone()[0])
+
+
+def unhandled_dlq_depth(con, topic: str) -> int:
+    """Dead letters of `topic` nobody has replayed or archived yet: what `kafka_dlq_depth` counts."""
+    ensure_tables(con)
+    return int(
+        con.execute(
+            f"""select count(*) from {OUTBOX_TABLE} o where o.source_topic = ? and not exists (
+                    select 1 from {HANDLED_TABLE} h where h.source_topic = o.source_topic
+                    and h.source_partition = o.source_partition and h.source_offset = o.source_offset)""",
+            [topic],
+        ).fetchone()[0]
+    )
 
 
 _SPOOL_PREFIX = "reliability-ingest-"

@@ -24,6 +24,11 @@ def add_commands(incident_actions: Any) -> None:
     p.add_argument("--partition", action="append", default=[], metavar="KEY",
                    help="an affected partition of the root (repeatable); default: the incident's")  # fmt: skip
     p.add_argument("--partition-range", metavar="FIRST..LAST", help="affected partitions of the root, both ends in")
+    p.add_argument("--replay-kafka", action="store_true",
+                   help="Kafka-fed root: first replay its bad days from Kafka, exactly once")  # fmt: skip
+    p.add_argument("--kafka-topic", default="shop.orders", help="with --replay-kafka: the source topic")
+    p.add_argument("--kafka-group", default="reliability.raw_orders",
+                   help="with --replay-kafka: the consumer group whose offsets are stored with the rows")  # fmt: skip
     p.add_argument("--json", action="store_true", help="the plan (and the backfill id) as JSON")
     p.set_defaults(handler=cmd_reconcile)
 
@@ -42,10 +47,20 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserFacingError(str(exc)) from None
     instance = None if args.dry_run else dg.DagsterInstance.get()
+    now = utcnow()
+    replayer = None
+    if args.replay_kafka:
+        from reliability.kafka.broker import bootstrap_servers
+        from reliability.kafka.dlq_ops import kafka_replayer
+        from reliability.settings import get_settings
+
+        replayer = kafka_replayer(get_settings().warehouse_path, bootstrap_servers(), args.kafka_topic,
+                                  args.kafka_group, now=now, actor="reliability-reconcile",
+                                  incident=f"INC-{incident_id}")  # fmt: skip
     with open_store(getattr(args, "store_url", None)) as store:
-        result = reconcile(store, instance, defs.resolve_asset_graph(), incident_id, now=utcnow(),
+        result = reconcile(store, instance, defs.resolve_asset_graph(), incident_id, now=now,
                            partitions=args.partition, partition_range_text=args.partition_range,
-                           dry_run=args.dry_run)  # fmt: skip
+                           dry_run=args.dry_run, replay_kafka=replayer)  # fmt: skip
     if args.json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
         return 0
@@ -55,6 +70,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
           f"[{root_keys}; partitions from {result.partitions_from}]")
     for line in plan.lines():
         print(f"  {line}")
+    if result.kafka_replay is not None:
+        for line in result.kafka_replay.lines():
+            print(line)
     if result.backfill_id:
         print(f"submitted backfill {result.backfill_id} (UI: Backfills page; the daemon runs it, then "
               "reconciliation_verify_sensor resolves the incident or keeps it open)")  # fmt: skip

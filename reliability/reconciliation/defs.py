@@ -13,7 +13,7 @@ import dagster as dg
 from reliability.clock import utcnow
 from reliability.errors import UserFacingError
 from reliability.incidents.config import open_store
-from reliability.incidents.model import parse_incident_id
+from reliability.incidents.model import format_incident_id, parse_incident_id
 from reliability.reconciliation.backfill import INCIDENT_TAG, RECONCILE_TAG
 from reliability.reconciliation.service import (
     ACTOR,
@@ -35,6 +35,7 @@ class ReconcileConfig(dg.Config):
     partitions: list[str] = []
     partition_range: str | None = None  # FIRST..LAST
     dry_run: bool = False
+    replay_kafka: bool = False  # a Kafka-fed root: replay its bad days from Kafka first (shop.orders)
 
 
 @dg.op(name="reconcile", description="Plan the incident's repair and submit it as one asset backfill.")
@@ -43,13 +44,24 @@ def reconcile_incident_op(context: dg.OpExecutionContext, config: ReconcileConfi
         incident_id = parse_incident_id(config.incident_id)
     except ValueError as exc:
         raise dg.Failure(str(exc)) from None
+    now, actor = utcnow(), f"{ACTOR} (run {context.run_id[:8]})"
+    replayer = None
+    if config.replay_kafka:
+        from reliability.kafka.broker import bootstrap_servers
+        from reliability.kafka.dlq_ops import kafka_replayer
+        from reliability.kafka.events import DEFAULT_TOPIC
+        from reliability.kafka.ingest import DEFAULT_GROUP
+        from reliability.settings import get_settings
+
+        replayer = kafka_replayer(get_settings().warehouse_path, bootstrap_servers(), DEFAULT_TOPIC, DEFAULT_GROUP,
+                                  now=now, actor=actor, incident=format_incident_id(incident_id))  # fmt: skip
     with open_store() as store:
         result = reconcile(
-            store, context.instance, context.repository_def.asset_graph, incident_id, now=utcnow(),
-            actor=f"{ACTOR} (run {context.run_id[:8]})", partitions=config.partitions,
-            partition_range_text=config.partition_range, dry_run=config.dry_run,
+            store, context.instance, context.repository_def.asset_graph, incident_id, now=now,
+            actor=actor, partitions=config.partitions,
+            partition_range_text=config.partition_range, dry_run=config.dry_run, replay_kafka=replayer,
         )  # fmt: skip
-    for line in result.plan.lines():
+    for line in result.plan.lines() + (result.kafka_replay.lines() if result.kafka_replay else []):
         context.log.info(line)
     return dg.Output(
         result.to_dict(),

@@ -26,6 +26,10 @@ VERIFY_ACTION = "reconcile_verify"
 # place where mitigation lifts the quarantine and resumes exactly what it paused (issue 10, section 2).
 # It returns the actions it took, recorded on the timeline with the resolution.
 ResolutionHook = Callable[[int], Sequence[PlannedAction]]
+# Replays a Kafka-fed root's bad days from Kafka, exactly once: `(days, dry_run) -> KafkaReplay`
+# (reliability.kafka.dlq_ops.kafka_replayer); its result says which offsets per partition it covered.
+KafkaReplayer = Callable[[Sequence[str], bool], Any]
+KAFKA_REPLAY_ACTION = "kafka_replay"
 
 
 @dataclass(frozen=True)
@@ -34,10 +38,12 @@ class Reconciliation:
     plan: ReconcilePlan
     partitions_from: str  # "incident", "--partition" or "--partition-range"
     backfill_id: str | None  # None on a dry run
+    kafka_replay: Any = None  # a KafkaReplay when asked for (--replay-kafka)
 
     def to_dict(self) -> dict[str, object]:
+        replay = self.kafka_replay.to_dict() if self.kafka_replay is not None else None
         return {"incident": format_incident_id(self.incident_id), "partitions_from": self.partitions_from,
-                "backfill_id": self.backfill_id, "plan": self.plan.to_dict()}  # fmt: skip
+                "backfill_id": self.backfill_id, "plan": self.plan.to_dict(), "kafka_replay": replay}  # fmt: skip
 
 
 def root_partitions(incident: Any, all_partitions: Sequence[str], partitions: Sequence[str] = (),
@@ -54,8 +60,11 @@ def root_partitions(incident: Any, all_partitions: Sequence[str], partitions: Se
 
 def reconcile(store: Any, instance: Any, asset_graph: Any, incident_id: int, *, now: datetime, actor: str = ACTOR,
               partitions: Sequence[str] = (), partition_range_text: str | None = None,
-              dry_run: bool = False) -> Reconciliation:  # fmt: skip
-    """Plan the incident's repair and, unless `dry_run`, submit it as one backfill and record both."""
+              dry_run: bool = False, replay_kafka: KafkaReplayer | None = None) -> Reconciliation:  # fmt: skip
+    """Plan the incident's repair and, unless `dry_run`, submit it as one backfill and record both.
+
+    With `replay_kafka` (a Kafka-fed root only) the root's bad days are first replayed from Kafka, exactly
+    once, so the backfill rebuilds from the replayed rows; a dry run shows the offsets per partition."""
     from reliability.reconciliation.backfill import launch_backfill
 
     incident = store.get(incident_id)
@@ -64,8 +73,16 @@ def reconcile(store: Any, instance: Any, asset_graph: Any, incident_id: int, *, 
     inputs = plan_inputs(asset_graph, now)
     keys, source = root_partitions(incident, inputs.all_partitions, partitions, partition_range_text)
     plan = inputs.plan(incident.root_asset, keys)
+    replay = None
+    if replay_kafka is not None:
+        if not kafka_fed(asset_graph, incident.root_asset):
+            raise UserFacingError(f"--replay-kafka: {incident.root_asset} is not ingested from Kafka")
+        replay = replay_kafka(plan.root_partitions, dry_run)
     if dry_run:
-        return Reconciliation(incident_id, plan, source, None)
+        return Reconciliation(incident_id, plan, source, None, replay)
+    if replay is not None:
+        store.add_timeline(incident_id, actor, TimelineKind.ACTION, "; ".join(replay.lines()),
+                           {"action": KAFKA_REPLAY_ACTION, **replay.to_dict()}, now=now)  # fmt: skip
     backfill_id = launch_backfill(instance, asset_graph, plan, incident.display_id, now)
     action = PlannedAction(
         BACKFILL_ACTION,
@@ -75,7 +92,15 @@ def reconcile(store: Any, instance: Any, asset_graph: Any, incident_id: int, *, 
     )
     store.add_timeline(incident_id, actor, TimelineKind.ACTION, action.description,
                        {"action": action.kind, **action.data}, now=now)  # fmt: skip
-    return Reconciliation(incident_id, plan, source, backfill_id)
+    return Reconciliation(incident_id, plan, source, backfill_id, replay)
+
+
+def kafka_fed(asset_graph: Any, asset: str) -> bool:
+    """Whether `asset` is ingested from Kafka (kind `kafka`, like mitigation's Kafka pause)."""
+    import dagster as dg
+
+    key = dg.AssetKey.from_user_string(asset)
+    return asset_graph.has(key) and "dagster/kind/kafka" in (asset_graph.get(key).tags or {})
 
 
 def verify_and_close(store: Any, instance: Any, incident_id: int, backfill_id: str, *, now: datetime,

@@ -21,7 +21,7 @@ from reliability.kafka.warehouse import OUTBOX_TABLE
 from tests.kafka.test_exactly_once import _ingest_cmd
 from tests.kafka.test_ingest import read_topic
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.serial]
 
 BEFORE, AFTER, POISON = 20_000, 2_000, 6
 

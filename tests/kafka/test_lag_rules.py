@@ -590,6 +590,16 @@ def test_empty_group_is_ok_and_unknown_group_is_not_found():
     assert missing.status is GroupStatus.NOT_FOUND and "not found" in missing.message
 
 
+def test_a_group_that_never_committed_awaits_its_first_commit_and_one_that_vanished_does_not():
+    from reliability.kafka.lag import Commit, LagState, awaits_first_commit
+
+    missing = evaluate_group("ingest", [], members=0, state="NOT_FOUND")
+    assert awaits_first_commit(missing, LagState())  # first deploy: the consumer has not run yet
+    known = LagState(windows={"ingest": {("orders", 0): [Commit(10, 0, 1000.0)]}})
+    assert not awaits_first_commit(missing, known)  # it committed before and is gone: a fault
+    assert not awaits_first_commit(evaluate_group("ingest", []), LagState())  # found: judged by the rules
+
+
 # ----------------------------------------------------------------------------------------------- ticks
 TP = ("t", 0)
 

@@ -17,7 +17,7 @@ from reliability.kafka import defs as kafka_defs
 from reliability.kafka.ingest import ingest
 from reliability.kafka.producer import produce_orders
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.serial]
 CHECK_KEY = dg.AssetCheckKey(kafka_defs.RAW_ORDERS, kafka_defs.LAG_CHECK)
 
 
@@ -122,3 +122,21 @@ def test_lag_check_reported_by_the_sensor_shows_in_the_ui(kafka_broker, topic_na
     assert {"total_lag", "time_lag_s", "worst_partition", "status"} <= labels
     (node,) = result.data["assetNodes"]
     assert {c["name"] for c in node["assetChecksOrError"]["checks"]} == {kafka_defs.LAG_CHECK, kafka_defs.DLQ_CHECK}
+
+
+def test_a_fed_group_that_never_consumed_is_not_started_not_an_alarm(kafka_broker, topic_name, tmp_path):
+    """First deploy: the lag sensor ticks before the first micro-batch. The group has no commit yet, so the
+    check passes saying NOT_STARTED instead of opening an incident (Burrow does not judge unknown groups)."""
+    clients.ensure_topic(topic_name, 1, kafka_broker)
+    produce_orders(topic_name, 20, bootstrap=kafka_broker)
+    group = f"g.{topic_name}"
+    sensor = kafka_defs.build_lag_sensor({group: kafka_defs.RAW_ORDERS})
+    with dg.DagsterInstance.ephemeral() as instance:
+        result, _ = run_tick(sensor, instance, None)
+        (first,) = evaluations_of(result)
+        assert first.passed and first.metadata["status"].value == "NOT_STARTED", first.description
+        assert "not started yet" in first.description
+        ingest(tmp_path / "wh.duckdb", topic=topic_name, group_id=group, bootstrap=kafka_broker)
+        result, _ = run_tick(sensor, instance, result.cursor)
+        (after,) = evaluations_of(result)
+        assert after.passed and after.metadata["status"].value == "OK", after.description

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.slow
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "plain_project"
 MODELS = {"stg_orders", "stg_customers", "customer_orders", "daily_revenue"}
 SEEDS = {"raw_orders", "raw_customers"}
+PLATFORM_ASSETS = {"incident_metrics"}  # every code location has them (reliability.review)
 SODA_CHECKS = {
     "raw_orders:soda_order_id_missing",
     "raw_orders:soda_order_id_duplicate",
@@ -109,6 +110,8 @@ def test_loads_with_policy_from_rules_and_default(defs: dg.Definitions) -> None:
             "owner: rule tag:finance; tier: rule models/marts/**; freshness: rule tag:finance",
         ),
         "revenue_report": (["data-platform@plain.example"], "tier1", "owner: default; tier: rule models/marts/**"),
+        # the platform's own asset (reliability.review) brings its policy with it
+        "incident_metrics": (["platform-team@reliability.example"], "tier3", "reliability.review"),
     }  # fmt: skip
     freshness = graph.get(dg.AssetKey("daily_revenue")).freshness_policy
     assert freshness is not None and freshness.fail_window.to_timedelta().total_seconds() == 26 * 3600
@@ -126,6 +129,7 @@ def test_lineage_and_checks(defs: dg.Definitions) -> None:
         "customer_orders": ["stg_customers", "stg_orders"],
         "daily_revenue": ["stg_orders"],
         "revenue_report": ["daily_revenue"],
+        "incident_metrics": [],
     }  # fmt: skip
     checks = {f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys}
     # plus the incident status check every asset carries (reliability.mitigation)
@@ -155,7 +159,7 @@ def test_clean_build_then_a_failing_check_opens_one_incident(
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         clean = run(defs, dg.AssetSelection.all(), instance)
         assert clean.success
-        assert materialized(clean) == MODELS | SEEDS
+        assert materialized(clean) == MODELS | SEEDS | PLATFORM_ASSETS
         assert failed_checks(clean) == set() and passed_checks(clean) == SODA_CHECKS | DBT_TESTS
         first = sensor(dg.build_sensor_context(instance=instance, definitions=defs))
         with IncidentStore(url) as store:

@@ -129,3 +129,53 @@ def test_the_reconcile_incident_job_submits_the_same_backfill_from_launchpad_con
     with IncidentStore(url) as store:
         (entry,) = [e for e in store.timeline(incident_id) if e.data.get("action") == "reconcile_backfill"]
     assert entry.actor.startswith("reliability-reconcile (run ")
+
+
+@pytest.mark.kafka
+def test_replay_kafka_dry_run_prints_the_offsets_of_the_bad_day_per_partition(
+    tmp_path, monkeypatch, capsys, kafka_broker, topic_name
+):
+    """A Kafka-fed root: `--replay-kafka --dry-run` shows, per partition, the offsets `offsets_for_times`
+    gives for the day and what ingestion did with them; it reads no message and records nothing."""
+    from datetime import UTC, datetime, timedelta
+
+    from reliability.kafka import clients
+    from reliability.kafka.events import encode, order_event
+    from reliability.kafka.ingest import ingest
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    monkeypatch.setattr("reliability.settings.get_settings", lambda: shop_settings(tmp_path))
+    url = f"sqlite:///{tmp_path / 'incidents.db'}"
+    monkeypatch.setenv("RELIABILITY_INCIDENT_STORE_URL", url)
+    clients.ensure_topic(topic_name, 2, kafka_broker)
+    day = datetime.fromisoformat(DAY).replace(tzinfo=UTC)
+
+    def send(partition: int, value: bytes, at: datetime) -> None:
+        prod = clients.producer(kafka_broker)
+        prod.produce(topic_name, value=value, partition=partition, timestamp=int(at.timestamp() * 1000))
+        assert prod.flush(30) == 0
+
+    for i in range(3):
+        send(0, encode(order_event(1, i + 1)), day + timedelta(hours=1 + i))
+    send(1, encode(order_event(1, 4)), day + timedelta(hours=1))
+    send(1, b"{not json", day + timedelta(hours=2))
+    group = f"g.{topic_name}"
+    assert ingest(warehouse, topic=topic_name, group_id=group, bootstrap=kafka_broker).rejected == 1
+    send(1, encode(order_event(1, 5)), day + timedelta(hours=23))  # the bad day, not ingested yet
+    send(0, encode(order_event(1, 6)), day + timedelta(days=1))  # the next day: outside the window
+    poison = Detection("check:run9:1", "raw_orders", Source.ASSET_CHECK, "kafka_dlq_depth", T0)
+    with IncidentStore(url, clock=SteppingClock()) as store:
+        (incident_id,) = store.ingest([poison], graph_from_definitions(build(shop_settings(tmp_path)))).opened
+        before = len(store.timeline(incident_id))
+
+    assert cli.main(["incidents", "reconcile", f"INC-{incident_id}", "--dry-run", "--partition", DAY,
+                     "--replay-kafka", "--kafka-topic", topic_name, "--kafka-group", group]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert f"replay {topic_name} for {DAY} (offsets_for_times):" in out
+    assert ("partition 0: offsets 0..3 (3 message(s)): 3 already row(s), 0 dead letter(s) to replay, "
+            "0 already handled, 0 not ingested yet") in out  # fmt: skip
+    assert ("partition 1: offsets 0..3 (3 message(s)): 1 already row(s), 1 dead letter(s) to replay, "
+            "0 already handled, 1 not ingested yet") in out  # fmt: skip
+    assert "dry run: nothing submitted" in out
+    with IncidentStore(url) as store:
+        assert len(store.timeline(incident_id)) == before
