@@ -117,7 +117,7 @@ def run(quick: bool) -> list[dict]:
     shutil.rmtree(tmp, ignore_errors=True)
     return [
         {
-            "name": "check_tier1_vs_dagster_materialize",
+            "name": "check_tier1_vs_dagster_in_process",
             "orders": totals.get("raw_orders"),
             "checks": len(keys),
             "skipped": summary["skipped"],
