@@ -6,10 +6,8 @@ import warnings
 
 import dagster as dg
 
-from reliability.definitions import build_definitions
-from reliability.settings import get_settings
+from reliability.definitions import defs as _platform
 
-_platform = build_definitions(get_settings())
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.PreviewWarning)
     defs = dg.Definitions(
