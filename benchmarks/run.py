@@ -17,7 +17,7 @@ REQUIRED_KEYS = ("name", "ours_s", "baseline_s", "ratio", "target")
 
 def main(argv: list[str] | None = None) -> int:
     here = Path(__file__).resolve().parent
-    available = sorted(p.stem for p in here.glob("*.py") if p.stem not in {"run", "__init__"})
+    available = sorted(p.stem for p in here.glob("*.py") if p.stem != "run" and not p.stem.startswith("_"))
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("name", choices=available)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")

@@ -62,3 +62,14 @@ def partition_keys(tags: Mapping[str, str]) -> list[str]:
             at += step
         return keys
     return [first] if first == last else [first, last]
+
+
+def partition_label(tags: Mapping[str, str]) -> str | None:
+    """A run's partition as people read it: the key, `first..last` for a range, None if unpartitioned.
+
+    A single-run backfill builds many days in one run; its check results have no partition of their
+    own, and the reconciliation verdict names the range they covered."""
+    first, last = tags.get(_RANGE_START_TAG), tags.get(_RANGE_END_TAG)
+    if first and last:
+        return first if first == last else f"{first}..{last}"
+    return tags.get(_PARTITION_TAG)

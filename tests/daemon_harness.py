@@ -8,10 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -57,3 +58,33 @@ def wait_for(what: str, predicate: Callable[[], T], log: Path, timeout_s: float 
         time.sleep(3)
     tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
     raise AssertionError(f"timed out waiting for {what}; daemon log tail:\n{tail}")
+
+
+def submit_backfill(instance: Any, asset_graph: Any, keys: Iterable[Any], days: Iterable[date], title: str) -> str:
+    """One asset backfill of `keys` over `days`, as the UI's "Materialize" of a selection submits it
+    (an unpartitioned asset among them is built once); returns its id. The daemon runs it."""
+    from dagster._core.execution.backfill import PartitionBackfill
+    from dagster._core.utils import make_new_backfill_id
+
+    backfill_id = make_new_backfill_id()
+    instance.add_backfill(
+        PartitionBackfill.from_asset_partitions(
+            backfill_id=backfill_id, asset_graph=asset_graph, partition_names=[d.isoformat() for d in days],
+            asset_selection=list(keys), backfill_timestamp=time.time(), tags={}, dynamic_partitions_store=instance,
+            all_partitions=False, title=title, description=None, run_config=None,
+        )
+    )  # fmt: skip
+    return backfill_id
+
+
+def wait_for_backfill(instance: Any, backfill_id: str, timeout_s: float = 1800, poll_s: float = 0.5) -> str:
+    """Poll until the backfill's status is final; returns it (e.g. COMPLETED_SUCCESS)."""
+    from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        backfill = instance.get_backfill(backfill_id)
+        if backfill.status in BULK_ACTION_TERMINAL_STATUSES:
+            return backfill.status.value
+        time.sleep(poll_s)
+    raise AssertionError(f"backfill {backfill_id} not finished after {timeout_s} s")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from reliability.partitions import partition_label
 from reliability.reconciliation.plan import ReconcilePlan
 from reliability.reconciliation.verdict import CheckResult
 
@@ -83,7 +84,7 @@ def backfill_outcome(instance: Any, backfill_id: str) -> BackfillOutcome:
                 continue
             data = event.event_specific_data
             checks.append(CheckResult(data.asset_key.to_user_string(), data.check_name, data.passed,
-                                      data.partition or run.tags.get("dagster/partition")))  # fmt: skip
+                                      data.partition or partition_label(run.tags)))  # fmt: skip
     succeeded = backfill.status in (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED)
     return BackfillOutcome(backfill.status.value, finished, succeeded, tuple(r.run_id for r in runs), tuple(checks),
                            frozenset(materialized))  # fmt: skip

@@ -19,6 +19,7 @@ defs = dg.Definitions(
     jobs=_platform.jobs,
     sensors=[s for s in _platform.sensors or [] if s.name != "kafka_lag_sensor"],
     schedules=_platform.schedules,
+    executor=_platform.executor,
     resources={
         **(_platform.resources or {}),
         "kafka": KafkaSource(

@@ -19,4 +19,5 @@ with warnings.catch_warnings():
         jobs=_platform.jobs,
         sensors=[build_verify_sensor(minimum_interval_seconds=5)],
         resources=_platform.resources,
+        executor=_platform.executor,
     ).map_asset_specs(func=lambda spec: spec.replace_attributes(automation_condition=None))

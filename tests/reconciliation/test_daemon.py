@@ -73,6 +73,9 @@ def test_the_daemon_rebuilds_exactly_the_plan_and_the_verified_incident_is_resol
     outcome = backfill_outcome(instance, result.backfill_id)
     assert outcome.succeeded, outcome.status
     assert outcome.materialized == PLANNED  # nothing else rebuilt: not stg_orders, not another day
+    # as few runs as the backfill policies allow: the raw table and the daily dbt models of the day in
+    # one run, then the unpartitioned model once its parents are in
+    assert len(outcome.run_ids) == 2, outcome.run_ids
     assert entry.data["repaired"] is True, entry.message
     with IncidentStore(url) as store:
         resolved = store.get(incident.id)

@@ -75,3 +75,17 @@ def test_the_open_incident_status_check_is_no_evidence_either_way():
     verdict = judge(["raw_payments::soda_method_invalid", "stg_payments::run_failure"], results,
                     backfill_succeeded=True, backfill_status="COMPLETED_SUCCESS")  # fmt: skip
     assert verdict.repaired and verdict.failing == () and verdict.not_evaluated == ()
+
+
+def test_a_check_of_a_single_run_backfill_is_labelled_with_the_days_it_covered():
+    from reliability.partitions import partition_label
+
+    ranged = {"dagster/asset_partition_range_start": "2026-01-05", "dagster/asset_partition_range_end": "2026-01-09"}
+    assert partition_label(ranged) == "2026-01-05..2026-01-09"
+    one_day = {"dagster/asset_partition_range_start": "2026-01-05", "dagster/asset_partition_range_end": "2026-01-05"}
+    assert partition_label(one_day) == "2026-01-05"
+    assert partition_label({"dagster/partition": "2026-01-05"}) == "2026-01-05"
+    assert partition_label({}) is None
+    failing = CheckResult("stg_payments", "soda_method_invalid", False, partition_label(ranged))
+    verdict = judge(["stg_payments::soda_method_invalid"], [failing], True, "COMPLETED_SUCCESS")
+    assert verdict.failing == ("stg_payments::soda_method_invalid [2026-01-05..2026-01-09]",)
