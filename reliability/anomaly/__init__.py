@@ -1,0 +1,5 @@
+"""Anomaly monitors: per-partition metrics judged against their own history (see README, "Anomaly monitors").
+
+Kept light: the CLI reads `DIRECTIONS` from here without importing the models."""
+
+DIRECTIONS: tuple[str, ...] = ("both", "drop", "spike")  # which way a monitor flags: drops, spikes or both

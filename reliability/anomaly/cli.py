@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from reliability.anomaly.detector import DIRECTIONS
+from reliability.anomaly import DIRECTIONS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -22,8 +22,9 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from reliability.anomaly import DIRECTIONS
+
 Direction = Literal["both", "drop", "spike"]
-DIRECTIONS: tuple[str, ...] = ("both", "drop", "spike")
 MAD_TO_SD = 1.4826  # MAD of a normal sample times this estimates its standard deviation
 
 LEARNING, OK, ANOMALY = "learning", "ok", "anomaly"
