@@ -39,7 +39,7 @@ STAMPS: dict[Status, str] = {
 # (their old values stay in the status_change entry's `previous`).
 CLEARS: dict[Status, tuple[str, ...]] = {
     Status.REOPENED: ("mitigated_at", "resolved_at"),
-    Status.ACKNOWLEDGED: ("mitigated_at",),  # from mitigated: the mitigation did not hold
+    Status.ACKNOWLEDGED: ("mitigated_at",),  # from an acknowledged, mitigated one: the mitigation did not hold
 }
 
 # The outbox event each move sends (none for mitigated: receivers only know trigger/acknowledge/resolve).
@@ -177,6 +177,8 @@ def plan_transition(
     if why_not:
         raise InvalidTransition(why_not)
     source = Status(incident.status)
+    if source is Status.MITIGATED and target is Status.ACKNOWLEDGED and incident.acknowledged_at is None:
+        return _acknowledge_in_place(incident, at, actor, note)
     changes: dict[str, object] = {"status": str(target), "updated_at": at}
     stamp = STAMPS.get(target)
     if stamp and not (stamp == "acknowledged_at" and incident.acknowledged_at):
@@ -203,6 +205,27 @@ def plan_transition(
         timeline=tuple(records),
         notifications=(event,) if event else (),
         open_key=_open_key(source, target),
+    )
+
+
+def _acknowledge_in_place(incident: IncidentFacts, at: datetime, actor: str, note: str | None) -> TransitionPlan:
+    """The first acknowledgement of an incident the circuit breaker already mitigated: on-call takes it,
+    and the containment stays (status mitigated). Time to acknowledge is measured as usual. Once
+    acknowledged, acknowledging a mitigated incident again means the mitigation did not hold."""
+    data = {"from": str(Status.MITIGATED), "to": str(Status.MITIGATED), "acknowledged": True}
+    records = [TimelineRecord(TimelineKind.STATUS_CHANGE, f"acknowledged by {actor} (stays {Status.MITIGATED})", data)]
+    if note:
+        records.append(TimelineRecord(TimelineKind.NOTE, note))
+    return TransitionPlan(
+        incident_id=incident.id,
+        source=Status.MITIGATED,
+        target=Status.MITIGATED,
+        at=at,
+        actor=actor,
+        changes={"acknowledged_at": at, "updated_at": at},
+        timeline=tuple(records),
+        notifications=(NOTIFICATIONS[Status.ACKNOWLEDGED],),
+        open_key=OpenKey.KEEP,
     )
 
 

@@ -107,6 +107,21 @@ def test_the_first_acknowledgement_is_kept_and_a_first_ack_after_reopen_is_stamp
     assert plan_transition(never_acked, Status.ACKNOWLEDGED, at=AT, actor="bob").changes["acknowledged_at"] == AT
 
 
+def test_acknowledging_an_incident_the_breaker_mitigated_keeps_the_containment() -> None:
+    """On-call acknowledges the page of an incident the circuit breaker already mitigated: the status
+    stays mitigated (nothing is resumed), the acknowledgement is stamped and sent."""
+    auto_mitigated = Facts(1, "mitigated", mitigated_at=MITIGATED_AT)
+    plan = plan_transition(auto_mitigated, Status.ACKNOWLEDGED, at=AT, actor="oncall", note="looking")
+    assert plan.target is Status.MITIGATED and plan.open_key is OpenKey.KEEP
+    assert plan.changes == {"acknowledged_at": AT, "updated_at": AT}  # mitigated_at and status untouched
+    assert plan.notifications == ("acknowledge",)
+    assert [r.kind for r in plan.timeline] == [TimelineKind.STATUS_CHANGE, TimelineKind.NOTE]
+    assert "stays mitigated" in plan.timeline[0].message
+    # acknowledged before: acknowledging the mitigated incident again says the mitigation did not hold
+    again = plan_transition(IN_STATUS[Status.MITIGATED], Status.ACKNOWLEDGED, at=AT, actor="oncall")
+    assert again.changes["status"] == "acknowledged" and again.changes["mitigated_at"] is None
+
+
 def test_reopen_needs_the_root_free_or_already_its_own() -> None:
     resolved = IN_STATUS[Status.RESOLVED]
     with pytest.raises(InvalidTransition, match="INC-7 is already the active incident for raw_orders; add to it "
