@@ -13,6 +13,8 @@ mkdir -p "$DAGSTER_HOME"
 days=${SHOP_DAYS:-7}
 # The daily partitions start where the data starts (and end with today): "Materialize all" means this week.
 export RELIABILITY_PARTITIONS_START_DATE=${RELIABILITY_PARTITIONS_START_DATE:-$(date -u -d "-$((days - 1)) days" +%F)}
+echo "start.sh: daily partitions start on $RELIABILITY_PARTITIONS_START_DATE; for the CLI in another shell:"
+echo "  export RELIABILITY_PARTITIONS_START_DATE=$RELIABILITY_PARTITIONS_START_DATE DAGSTER_HOME=$DAGSTER_HOME"
 .venv/bin/reliability kafka up
 .venv/bin/reliability kafka produce --days "$days"
 # From here the platform runs by itself: the orders sensor ingests the topic (raw_orders' contract runs after
