@@ -2,18 +2,7 @@
 resource, but no sensors and no automation conditions, so the daemon runs nothing but the submitted
 backfill."""
 
-import warnings
-
-import dagster as dg
-
 from reliability.definitions import defs as _platform
+from tests.daemon_harness import quiet_platform
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", dg.PreviewWarning)
-    defs = dg.Definitions(
-        assets=_platform.assets,
-        asset_checks=_platform.asset_checks,
-        jobs=_platform.jobs,
-        resources=_platform.resources,
-        executor=_platform.executor,
-    ).map_asset_specs(func=lambda spec: spec.replace_attributes(automation_condition=None))
+defs = quiet_platform(_platform)

@@ -18,6 +18,25 @@ REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
+def quiet_platform(platform: Any, sensors: Iterable[Any] = ()) -> Any:
+    """The platform's assets, checks, jobs, resources and executor without automation conditions and with
+    only `sensors`: a daemon on it runs nothing but what the test or benchmark submits."""
+    import warnings
+
+    import dagster as dg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.Definitions(
+            assets=platform.assets,
+            asset_checks=platform.asset_checks,
+            jobs=platform.jobs,
+            sensors=list(sensors),
+            resources=platform.resources,
+            executor=platform.executor,
+        ).map_asset_specs(func=lambda spec: spec.replace_attributes(automation_condition=None))
+
+
 def write_workspace(path: Path, module: str) -> Path:
     """A workspace file loading `module.defs` from the repository."""
     path.write_text(

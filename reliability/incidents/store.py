@@ -1451,24 +1451,16 @@ class _BatchState:
             self.incidents[inc_id] = replace(self.incidents[inc_id], version=version + 1)
         if self.asset_rows:
             conn.execute(t.incident_assets.insert(), self.asset_rows)
-        if self.role_updates:
-            conn.execute(
-                t.incident_assets.update()
-                .where(and_(t.incident_assets.c.incident_id == bindparam("iid"),
-                            t.incident_assets.c.asset_key == bindparam("akey"),
-                            t.incident_assets.c.role == "impacted"))
-                .values(role="failing"),
-                [{"iid": i, "akey": k} for i, k in dict.fromkeys(self.role_updates)],
-            )  # fmt: skip
-        if self.blocked_updates:
-            conn.execute(
-                t.incident_assets.update()
-                .where(and_(t.incident_assets.c.incident_id == bindparam("iid"),
-                            t.incident_assets.c.asset_key == bindparam("akey"),
-                            t.incident_assets.c.role == "impacted"))
-                .values(role="blocked"),
-                [{"iid": i, "akey": k} for i, k in dict.fromkeys(self.blocked_updates)],
-            )  # fmt: skip
+        for role, updates in (("failing", self.role_updates), ("blocked", self.blocked_updates)):
+            if updates:  # impacted assets found failing or blocked since the incident opened
+                conn.execute(
+                    t.incident_assets.update()
+                    .where(and_(t.incident_assets.c.incident_id == bindparam("iid"),
+                                t.incident_assets.c.asset_key == bindparam("akey"),
+                                t.incident_assets.c.role == "impacted"))
+                    .values(role=role),
+                    [{"iid": i, "akey": k} for i, k in dict.fromkeys(updates)],
+                )  # fmt: skip
         if self.det_rows:
             conn.execute(t.detections.insert(), self.det_rows)
         if self.timeline_rows:
