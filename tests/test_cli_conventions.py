@@ -49,3 +49,30 @@ def test_lag_help_opens_with_a_description(capsys):
         build_parser().parse_args(["lag", "--help"])
     out = capsys.readouterr().out
     assert out.splitlines()[3] == "Consumer lag per group (Burrow rules + time lag)."
+
+
+def test_each_area_registers_exactly_the_commands_it_is_known_to_own():
+    """`main` builds only the area owning the command it runs: the table must match what areas register."""
+    import importlib
+
+    from reliability.cli import AREA_CLI_COMMANDS
+
+    for module_name, commands in AREA_CLI_COMMANDS.items():
+        subparsers = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module_name).register(subparsers)
+        assert tuple(subparsers.choices) == commands, module_name
+
+
+def test_a_command_parses_the_same_with_only_its_area_built():
+    argv = ["incidents", "list", "--status", "open", "--limit", "3", "--json"]
+    assert vars(build_parser("incidents").parse_args(argv)) == vars(build_parser().parse_args(argv))
+    assert set(build_parser("lag")._subparsers._group_actions[0].choices) == {"kafka", "lag"}
+
+
+def test_an_unknown_command_is_refused_with_every_command_listed(capsys):
+    from reliability.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["incidentz"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'incidentz'" in err and "postmortem" in err and "anomaly" in err
