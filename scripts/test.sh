@@ -22,7 +22,11 @@ else
 fi
 # No test may depend on today's date: run the incident and detection tests again a year ahead.
 if [ $# -eq 0 ]; then
-  echo "test.sh: incident and detection tests again under a clock moved 365 days ahead"
+  echo "test.sh: incident, detection and lifecycle-rule tests again under a clock moved 365 days ahead"
   .venv/bin/python -m pytest -q -p no:cacheprovider --clock-shift-days=365 -n 2 --dist loadfile \
-    tests/incidents tests/contracts tests/kafka/test_lag_rules.py
+    tests/incidents tests/contracts tests/kafka/test_lag_rules.py tests/kafka/test_dlq.py \
+    tests/kafka/test_ingest_units.py tests/kafka/test_validation.py tests/mitigation/test_plan.py \
+    tests/reconciliation/test_plan.py tests/reconciliation/test_verdict.py tests/review/test_causes.py \
+    tests/review/test_metrics.py tests/review/test_postmortem.py tests/anomaly/test_detector.py \
+    tests/anomaly/test_cli_and_config.py tests/ci/test_core.py
 fi
