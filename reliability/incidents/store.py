@@ -49,24 +49,11 @@ from reliability.incidents.model import (
     TimelineKind,
     format_incident_id,
 )
-from reliability.incidents.triage import (
-    ALL_PARTITIONS,
-    DETECTED_PARTITIONS,
-    AssetInfo,
-    BlastRadius,
-    LineageGraph,
-    SeverityFacts,
-    blast_radius,
-    classify_severity,
-    detection_is_broad,
-    merge_radius_partitions,
-    partitions_by_asset,
-    with_detected_partitions,
-)
 
-if TYPE_CHECKING:  # grouping and notify are only needed to write: read-only commands start without them
+if TYPE_CHECKING:  # grouping, notify and triage serve writes: read-only commands start without them
     from reliability.incidents.grouping import Action, GroupingPolicy, IncidentView
     from reliability.incidents.notify import IncidentSnapshot, OutboxMessage, Router
+    from reliability.incidents.triage import BlastRadius, LineageGraph
 
 SYSTEM_ACTOR = "reliability-sensor"
 MAX_RETRIES = 30
@@ -250,6 +237,8 @@ class Incident:
             "durations_s": self.durations(),
         }
         if full:
+            from reliability.incidents.triage import partitions_by_asset
+
             out["affected_assets"] = [a.asset_key for a in self.assets if a.role in ("root", "failing")]
             out["affected_partitions"] = partitions_by_asset(self.blast_radius)
             out["assets"] = [a.to_dict() for a in self.assets]
@@ -696,6 +685,14 @@ class IncidentStore:
 
     def _triage(self, roots: Sequence[str], d: Detection, lineage: LineageGraph | None,
                 error_level: bool) -> tuple[BlastRadius, Severity, str]:  # fmt: skip
+        from reliability.incidents.triage import (
+            LineageGraph,
+            SeverityFacts,
+            blast_radius,
+            classify_severity,
+            detection_is_broad,
+        )
+
         graph = lineage or LineageGraph({}, {})
         radius = blast_radius(graph, roots, d.partitions)
         facts = SeverityFacts.of(radius, "ERROR" if error_level else "WARN", d.fault_class, detection_is_broad(d))
@@ -707,6 +704,15 @@ class IncidentStore:
                                    inc: Incident) -> dict | None:  # fmt: skip
         """The incident's blast radius with the partitions `d` reaches added (mapped downstream from
         its asset), or None when it lists them already."""
+        from reliability.incidents.triage import (
+            ALL_PARTITIONS,
+            DETECTED_PARTITIONS,
+            LineageGraph,
+            blast_radius,
+            merge_radius_partitions,
+            with_detected_partitions,
+        )
+
         current = json.loads(values["blast_radius"]) if "blast_radius" in values else inc.blast_radius  # type: ignore[arg-type]
         known = (current.get(DETECTED_PARTITIONS) or {}).get(d.asset_key) or []
         wanted = set(d.partitions) or {ALL_PARTITIONS}
@@ -731,6 +737,8 @@ class IncidentStore:
 
     def _open_incident(self, conn: Connection, d: Detection, lineage: LineageGraph | None, now: datetime,
                        actor: str, state: _BatchState) -> Incident:  # fmt: skip
+        from reliability.incidents.triage import AssetInfo, with_detected_partitions
+
         error_level = d.check_severity.upper() != "WARN"
         radius, severity, reason = self._triage([d.asset_key], d, lineage, error_level)
         info = lineage.asset_info(d.asset_key) if lineage else AssetInfo()
@@ -789,6 +797,8 @@ class IncidentStore:
     def _join(self, conn: Connection, inc: Incident, d: Detection, action: Action, reason: str,
               lineage: LineageGraph | None, now: datetime, actor: str,
               state: _BatchState) -> Incident:  # fmt: skip
+        from reliability.incidents.triage import AssetInfo, LineageGraph, blast_radius, merge_radius_partitions
+
         state.timeline(inc.id, now, actor, TimelineKind.DETECTION, f"{d.signal} failed on {d.asset_key} ({reason})",
                        {**_detection_data(d), "grouping": str(action)})  # fmt: skip
         values: dict[str, object] = {}
@@ -957,6 +967,8 @@ class IncidentStore:
         return _incident_from_row(row)
 
     def get(self, incident_id: int) -> Incident:
+        from reliability.incidents.triage import partitions_by_asset
+
         with self._read() as conn:
             inc = self._get_row(conn, incident_id)
             parts = partitions_by_asset(inc.blast_radius)
@@ -1187,6 +1199,8 @@ class IncidentStore:
     def unpublished(self, limit: int = 500) -> list[tuple[Incident, str | None]]:
         """Incidents changed since their last AssetObservations (see detection.publish_observations),
         with the signature those observations had."""
+        from reliability.incidents.triage import partitions_by_asset
+
         with self._read() as conn:
             rows = conn.execute(
                 select(t.incidents, t.observation_marks.c.signature.label("_signature"))
