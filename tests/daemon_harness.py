@@ -18,9 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
-def quiet_platform(platform: Any, sensors: Iterable[Any] = ()) -> Any:
-    """The platform's assets, checks, jobs, resources and executor without automation conditions and with
-    only `sensors`: a daemon on it runs nothing but what the test or benchmark submits."""
+def quiet_platform(platform: Any, sensors: Iterable[Any] = (), resources: Mapping[str, Any] | None = None) -> Any:
+    """The platform's assets, checks, jobs, resources (`resources` replace some) and executor without
+    automation conditions and with only `sensors`: a daemon on it runs nothing but what the test or
+    benchmark submits."""
     import warnings
 
     import dagster as dg
@@ -32,7 +33,7 @@ def quiet_platform(platform: Any, sensors: Iterable[Any] = ()) -> Any:
             asset_checks=platform.asset_checks,
             jobs=platform.jobs,
             sensors=list(sensors),
-            resources=platform.resources,
+            resources={**platform.resources, **(resources or {})},
             executor=platform.executor,
         ).map_asset_specs(func=lambda spec: spec.replace_attributes(automation_condition=None))
 

@@ -11,11 +11,21 @@ sorts the offsets of a window by what exactly-once ingestion already did with th
 stored with the rows, every message is either a row or a dead letter (the outbox row of its batch's
 transaction): rows are left alone, unhandled dead letters are replayed, and the rest is ordinary
 ingestion's. That is what makes the replay idempotent. I/O lives in `reliability.kafka.dlq_ops`.
+
+Producer copies (a `duplicates` incident): a producer without idempotence that retries a batch whose
+acknowledgement was lost writes it again, so the topic holds the same message twice and exactly-once
+ingestion faithfully stores both. Re-reading the bad days would re-read the copies too, so the replay of
+a duplicates incident applies `CopyFinder`: a message whose key AND payload are identical to an earlier
+offset's of the same partition (in the replayed window) is the copy an idempotent producer would have
+prevented. It is dropped: its row is removed (never the original's), it is not replayed when it was a
+dead letter, and it is marked handled (`dropped`) so a second replay finds nothing left to drop. A
+message with the same key but another payload is a different event (a conflict, not a copy): kept.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +35,7 @@ from reliability.terminal import printable
 
 REPLAYED = "replayed"
 ARCHIVED = "archived"
+DROPPED = "dropped"  # a producer copy: its row removed, or never made into one
 DAY_MS = 86_400_000
 
 
@@ -181,36 +192,83 @@ class PartitionReplay:
     end: int  # first offset after it
     stored_next: int  # the next offset stored with the rows: everything below was ingested once
     dead_letters: tuple[int, ...]  # unhandled dead letters in the window: replayed
-    handled: int  # dead letters in the window already replayed or archived: left alone
+    handled: int  # dead letters replayed or archived, copies dropped, in the window: left alone
     rows: int  # messages in the window that became rows: left alone
     not_ingested: int  # at or after the stored offset: ordinary ingestion's (paused while contained)
+    copies: tuple[int, ...] | None = None  # producer copies to drop (None: not looked for)
 
     @property
     def messages(self) -> int:
         return max(0, self.end - self.start)
 
     def line(self) -> str:
+        copies = "" if self.copies is None else f", {len(self.copies)} producer copy(ies) to drop"
         return (f"partition {self.partition}: offsets {self.start}..{self.end} ({self.messages} message(s)): "
                 f"{self.rows} already row(s), {len(self.dead_letters)} dead letter(s) to replay, "
-                f"{self.handled} already handled, {self.not_ingested} not ingested yet")  # fmt: skip
+                f"{self.handled} already handled, {self.not_ingested} not ingested yet{copies}")  # fmt: skip
 
     def to_dict(self) -> dict[str, object]:
         return {"partition": self.partition, "start": self.start, "end": self.end, "stored_next": self.stored_next,
                 "messages": self.messages, "rows": self.rows, "dead_letters": list(self.dead_letters),
-                "handled": self.handled, "not_ingested": self.not_ingested}  # fmt: skip
+                "handled": self.handled, "not_ingested": self.not_ingested,
+                "copies": None if self.copies is None else list(self.copies)}  # fmt: skip
+
+
+def ingested_range(start: int, end: int, stored_next: int | None) -> tuple[int, int]:
+    """The offsets [start, done) of the window [start, end) that ingestion already took (as rows or dead
+    letters): those below `stored_next` (None: nothing ingested yet)."""
+    start, end = max(0, start), max(0, end)
+    end = max(start, end)
+    return start, min(end, max(start, stored_next or 0))
 
 
 def partition_replay(partition: int, start: int, end: int, stored_next: int | None,
-                     unhandled: Collection[int], handled: Collection[int]) -> PartitionReplay:  # fmt: skip
+                     unhandled: Collection[int], handled: Collection[int],
+                     copies: Collection[int] | None = None) -> PartitionReplay:  # fmt: skip
     """Sort the offsets [start, end) of a partition: below `stored_next` (None: nothing ingested yet) each
-    is a dead letter (unhandled or handled) or else a row; the rest waits for ordinary ingestion."""
-    start, end = max(0, start), max(0, end)
-    end = max(start, end)
-    done_to = min(end, max(start, stored_next or 0))
-    dead = tuple(sorted(o for o in unhandled if start <= o < done_to))
-    already = sum(1 for o in handled if start <= o < done_to)
+    is handled, a producer copy still to drop (`copies`, when looked for), an unhandled dead letter or
+    else a row; the rest waits for ordinary ingestion. `handled` wins over the other two."""
+    start, done_to = ingested_range(start, end, stored_next)
+    end = max(start, max(0, end))
+    done = set(handled)
+    already = sum(1 for o in done if start <= o < done_to)
+    found = None if copies is None else tuple(sorted(o for o in set(copies) - done if start <= o < done_to))
+    dead = tuple(sorted(o for o in set(unhandled) - done - set(found or ()) if start <= o < done_to))
     return PartitionReplay(partition, start, end, stored_next or 0, dead, already,
-                           rows=(done_to - start) - len(dead) - already, not_ingested=end - done_to)  # fmt: skip
+                           rows=(done_to - start) - len(dead) - already - len(found or ()),
+                           not_ingested=end - done_to, copies=found)  # fmt: skip
+
+
+def message_digest(key: bytes | None, payload: bytes) -> bytes:
+    """A digest of (key, payload) that tells a None key from an empty one and the key's end from the
+    payload's start."""
+    head = b"\x00" if key is None else b"\x01" + len(key).to_bytes(8, "big") + key
+    return hashlib.sha256(head + payload).digest()
+
+
+class CopyFinder:
+    """Producer copies, streaming: feed each partition's messages in offset order; `add` returns the
+    offset of the earlier message of the same partition with the identical key AND payload when this one
+    is its copy, else None. Keeps one digest per distinct message, not the payloads."""
+
+    def __init__(self) -> None:
+        self._first: dict[tuple[int, bytes], int] = {}
+
+    def add(self, partition: int, offset: int, key: bytes | None, payload: bytes) -> int | None:
+        first = self._first.setdefault((partition, message_digest(key, payload)), offset)
+        return first if first != offset else None
+
+
+def producer_copies(messages: Iterable[tuple[int, int, bytes | None, bytes]]) -> dict[tuple[int, int], int]:
+    """`(partition, offset, key, payload)` -> each copy's position and the offset of its original (the
+    first identical message of its partition); same key with another payload is no copy."""
+    finder = CopyFinder()
+    out: dict[tuple[int, int], int] = {}
+    for partition, offset, key, payload in sorted(messages, key=lambda m: (m[0], m[1])):
+        first = finder.add(partition, offset, key, payload)
+        if first is not None:
+            out[(partition, offset)] = first
+    return out
 
 
 def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -31,8 +31,13 @@ class ProduceStats:
     seconds: float = 0.0
 
 
-def with_resends(messages: Iterable[tuple[bytes | None, bytes]], every: int) -> Iterable[tuple[bytes | None, bytes]]:
-    """Each message, and every `every`-th one a second time right after it (identical key and payload)."""
+# (key, value) or (key, value, timestamp in epoch ms): the message's own time instead of the send time
+Message = tuple[bytes | None, bytes] | tuple[bytes | None, bytes, int]
+
+
+def with_resends(messages: Iterable[Message], every: int) -> Iterable[Message]:
+    """Each message, and every `every`-th one a second time right after it (identical key, payload and
+    timestamp: a retry re-sends the batch as it was)."""
     for position, pair in enumerate(messages, start=1):
         yield pair
         if every > 0 and position % every == 0:
@@ -41,7 +46,7 @@ def with_resends(messages: Iterable[tuple[bytes | None, bytes]], every: int) -> 
 
 def produce(
     topic: str,
-    messages: Iterable[tuple[bytes | None, bytes]],
+    messages: Iterable[Message],
     bootstrap: str | None = None,
     idempotent: bool = True,
     rate_per_s: float | None = None,
@@ -64,7 +69,7 @@ def produce(
 
     prod = clients.producer(bootstrap, idempotent=idempotent)
     started = time.monotonic()
-    for sent, (key, value) in enumerate(messages):
+    for sent, (key, value, *stamp) in enumerate(messages):
         if rate_per_s:
             ahead = sent / rate_per_s - (time.monotonic() - started)
             if ahead > 0:
@@ -72,7 +77,7 @@ def produce(
                 time.sleep(ahead)
         while True:
             try:
-                prod.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                prod.produce(topic, value=value, key=key, on_delivery=on_delivery, **_timestamp(stamp))
                 break
             except BufferError:
                 prod.poll(0.05)
@@ -83,6 +88,10 @@ def produce(
     if remaining:
         errors.append(f"{remaining} message(s) not delivered within {flush_timeout_s:.0f}s")
     return errors
+
+
+def _timestamp(stamp: list[int]) -> dict[str, int]:
+    return {"timestamp": stamp[0]} if stamp else {}
 
 
 def poison_positions(count: int, poison_count: int) -> dict[int, list[str]]:
@@ -194,17 +203,28 @@ def produce_shop_days(
     idempotent: bool = True,
     rate_per_s: float | None = None,
     resend_every: int = 0,
+    at_order_time: bool = False,
 ) -> int:
-    """The shop generator's orders of `days` as events (same ids as its payments); returns the count."""
+    """The shop generator's orders of `days` as events (same ids as its payments); returns the count.
+
+    `at_order_time`: each message carries its order's `ordered_at` as its timestamp, as a shop that
+    produces when the order is placed does (so the broker's `offsets_for_times` of a day finds that
+    day's orders); by default the broker stamps the time of sending."""
+    from datetime import UTC
+
     from reliability.kafka.events import encode, event_from_row
     from reliability.shop.generator import order_rows
+
+    def message(row) -> Message:  # noqa: ANN001
+        key, value = str(row[0]).encode(), encode(event_from_row(row))
+        return (key, value, int(row[3].replace(tzinfo=UTC).timestamp() * 1000)) if at_order_time else (key, value)
 
     total = 0
     for day in days:
         rows = order_rows(scale, day)
         errors = produce(
             topic,
-            ((str(row[0]).encode(), encode(event_from_row(row))) for row in rows),
+            (message(row) for row in rows),
             bootstrap=bootstrap,
             idempotent=idempotent,
             rate_per_s=rate_per_s,

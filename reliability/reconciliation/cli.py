@@ -25,7 +25,8 @@ def add_commands(incident_actions: Any) -> None:
                    help="an affected partition of the root (repeatable); default: the incident's")  # fmt: skip
     p.add_argument("--partition-range", metavar="FIRST..LAST", help="affected partitions of the root, both ends in")
     p.add_argument("--replay-kafka", action="store_true",
-                   help="Kafka-fed root: first replay its bad days from Kafka, exactly once")  # fmt: skip
+                   help="Kafka-fed root: first replay its bad days from Kafka, exactly once (a duplicates "
+                   "incident: the producer's copies are dropped)")  # fmt: skip
     p.add_argument("--kafka-topic", default="shop.orders", help="with --replay-kafka: the source topic")
     p.add_argument("--kafka-group", default="reliability.raw_orders",
                    help="with --replay-kafka: the consumer group whose offsets are stored with the rows")  # fmt: skip

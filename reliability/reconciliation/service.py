@@ -13,7 +13,7 @@ from typing import Any
 
 from reliability.errors import UserFacingError
 from reliability.incidents.lifecycle import PlannedAction
-from reliability.incidents.model import Status, TimelineKind, format_incident_id
+from reliability.incidents.model import FaultClass, Status, TimelineKind, format_incident_id
 from reliability.reconciliation.graph import plan_inputs
 from reliability.reconciliation.plan import ReconcilePlan, incident_root_partitions, partition_range
 from reliability.reconciliation.verdict import Verdict, judge
@@ -26,9 +26,11 @@ VERIFY_ACTION = "reconcile_verify"
 # place where mitigation lifts the quarantine and resumes exactly what it paused (issue 10, section 2).
 # It returns the actions it took, recorded on the timeline with the resolution.
 ResolutionHook = Callable[[int], Sequence[PlannedAction]]
-# Replays a Kafka-fed root's bad days from Kafka, exactly once: `(days, dry_run) -> KafkaReplay`
+# Replays a Kafka-fed root's bad days from Kafka, exactly once: `(days, dry_run, drop_copies) -> KafkaReplay`
 # (reliability.kafka.dlq_ops.kafka_replayer); its result says which offsets per partition it covered.
-KafkaReplayer = Callable[[Sequence[str], bool], Any]
+# `drop_copies` is set for a duplicates incident: re-reading the bad days re-reads the producer's copies,
+# which are dropped instead of replayed (see reliability.kafka.dlq).
+KafkaReplayer = Callable[[Sequence[str], bool, bool], Any]
 KAFKA_REPLAY_ACTION = "kafka_replay"
 
 
@@ -64,7 +66,9 @@ def reconcile(store: Any, instance: Any, asset_graph: Any, incident_id: int, *, 
     """Plan the incident's repair and, unless `dry_run`, submit it as one backfill and record both.
 
     With `replay_kafka` (a Kafka-fed root only) the root's bad days are first replayed from Kafka, exactly
-    once, so the backfill rebuilds from the replayed rows; a dry run shows the offsets per partition."""
+    once, so the backfill rebuilds from the replayed rows; a dry run shows the offsets per partition. For
+    a duplicates incident the replay drops the producer's copies (identical key and payload at an
+    earlier offset of the partition) instead of re-reading them into the table."""
     from reliability.reconciliation.backfill import launch_backfill
 
     incident = store.get(incident_id)
@@ -77,7 +81,7 @@ def reconcile(store: Any, instance: Any, asset_graph: Any, incident_id: int, *, 
     if replay_kafka is not None:
         if not kafka_fed(asset_graph, incident.root_asset):
             raise UserFacingError(f"--replay-kafka: {incident.root_asset} is not ingested from Kafka")
-        replay = replay_kafka(plan.root_partitions, dry_run)
+        replay = replay_kafka(plan.root_partitions, dry_run, incident.fault_class == FaultClass.DUPLICATES)
     if dry_run:
         return Reconciliation(incident_id, plan, source, None, replay)
     if replay is not None:

@@ -174,10 +174,11 @@ def stats_rows(times: list, dimensions: list[str]) -> list[tuple[str, list[str],
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from reliability.review.metrics import DIMENSIONS, since, times_of
+    from reliability.review.metrics import DIMENSIONS, since
+    from reliability.review.service import load_figures
     from reliability.terminal import print_tables
 
     with _store(args) as store:
-        times = since([times_of(i, store.timeline(i.id)) for i in store.list_incidents()], args.since)
+        times = since(load_figures(store)[0], args.since)
     print_tables(stats_rows(times, args.by or list(DIMENSIONS)))
     return 0

@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from reliability.config import AssetPolicy, SourcedPolicy
-from reliability.review.metrics import DIMENSIONS, METRICS, overall, stats_by, times_of
+from reliability.review.metrics import DIMENSIONS, METRICS, overall, stats_by
 from reliability.review.postmortem import PostMortem, human_seconds
 
 ASSET = "incident_metrics"
@@ -62,13 +62,14 @@ def incident_metrics(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     from pathlib import Path
 
     from reliability.incidents.store import IncidentStore, safe_url, store_url_and_origin
+    from reliability.review.service import load_figures
 
     url, origin = store_url_and_origin()
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
         times = []  # no incident was ever recorded: nothing to count, and no store is created for it
     else:
         with IncidentStore(url, create=False, url_origin=origin) as store:
-            times = [times_of(i, store.timeline(i.id)) for i in store.list_incidents()]
+            times = load_figures(store)[0]
     context.log.info(f"{len(times)} incident(s) in {safe_url(url)}")
     return dg.MaterializeResult(metadata=metrics_metadata(times))
 

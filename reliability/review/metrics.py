@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,6 +70,28 @@ def times_of(incident: Any, timeline: Iterable[Any] = ()) -> IncidentTimes:
         _between(incident.detected_at, incident.mitigated_at),
         _between(incident.detected_at, incident.resolved_at),
     )
+
+
+# The timeline entries the figures read: detections (counted by fault class) and the impact-start
+# estimates a post-mortem records (`reliability.review.service.record_impact` writes them as triage).
+FIGURE_KINDS = ("detection", "triage")
+
+
+def figures(
+    incidents: Iterable[Any], timelines: Mapping[int, Sequence[Any]]
+) -> tuple[list[IncidentTimes], dict[str, int]]:
+    """Each incident's times and the detections recorded on incidents by fault class, from the incidents
+    and their timeline entries by incident id (of at least FIGURE_KINDS)."""
+    times: list[IncidentTimes] = []
+    detections: dict[str, int] = {}
+    for incident in incidents:
+        timeline = timelines.get(incident.id, ())
+        times.append(times_of(incident, timeline))
+        for entry in timeline:
+            if entry.kind == "detection":
+                fault = str(entry.data.get("fault_class") or incident.fault_class)
+                detections[fault] = detections.get(fault, 0) + 1
+    return times, detections
 
 
 def p90(values: Sequence[float]) -> float | None:

@@ -69,24 +69,15 @@ def registry_for(load: Callable[[], tuple[Sequence[IncidentTimes], dict[str, int
 
 
 def store_loader(store_url: str | None) -> Callable[[], tuple[list[IncidentTimes], dict[str, int]]]:
-    """Reads every incident and its detections' fault classes from the store, at each call."""
+    """Reads every incident and its detections' fault classes from the store, at each call: a constant
+    number of queries (`load_figures`), however many incidents the store holds."""
 
     def load() -> tuple[list[IncidentTimes], dict[str, int]]:
         from reliability.incidents.store import IncidentStore
-        from reliability.review.metrics import times_of
+        from reliability.review.service import load_figures
 
         with IncidentStore(store_url, create=False) as store:
-            incidents = store.list_incidents()
-            counts: dict[str, int] = {}
-            times = []
-            for inc in incidents:
-                timeline = store.timeline(inc.id)
-                times.append(times_of(inc, timeline))
-                for entry in timeline:
-                    if entry.kind == "detection":
-                        fault = str(entry.data.get("fault_class") or inc.fault_class)
-                        counts[fault] = counts.get(fault, 0) + 1
-        return times, counts
+            return load_figures(store)
 
     return load
 

@@ -15,6 +15,7 @@ from reliability.errors import UserFacingError
 from reliability.kafka import validation
 from reliability.kafka.dlq import (
     ARCHIVED,
+    DROPPED,
     REPLAYED,
     DeadLetterView,
     day_windows,
@@ -22,10 +23,11 @@ from reliability.kafka.dlq import (
     list_rows,
     parse_positions,
     partition_replay,
+    producer_copies,
     select_letters,
     window_offset,
 )
-from reliability.kafka.dlq_ops import archive, load_dead_letters, replay
+from reliability.kafka.dlq_ops import archive, drop_producer_copies, load_dead_letters, replay
 from reliability.kafka.events import ORDER_STATUSES, encode, order_event
 from reliability.kafka.warehouse import HANDLED_TABLE, OUTBOX_TABLE, ensure_tables, unhandled_dlq_depth
 
@@ -77,6 +79,60 @@ def test_replay_window_days_and_offsets_per_partition():
                            "replay, 1 already handled, 5 not ingested yet")  # fmt: skip
     nothing_yet = partition_replay(1, 0, 8, None, unhandled=[], handled=[])
     assert (nothing_yet.rows, nothing_yet.not_ingested) == (0, 8)
+
+
+def test_a_producer_copy_is_an_identical_key_and_payload_at_a_later_offset_of_the_same_partition():
+    a, b = encode(order_event(1, 1)), encode(order_event(1, 2))
+    changed = encode({**order_event(1, 1), "status": "returned"})
+    messages = [
+        (0, 0, b"1", a), (0, 1, b"1", a),  # the retried batch: adjacent copy
+        (0, 2, b"2", b), (0, 3, b"1", changed),  # same key, another payload: a conflict, kept
+        (0, 4, b"1", a),  # far from the original, still identical: a copy
+        (1, 0, b"1", a),  # another partition: not a copy of partition 0's message
+        (1, 1, None, b), (1, 2, b"", b), (1, 3, None, b),  # no key and an empty key differ
+    ]  # fmt: skip
+    assert producer_copies(reversed(messages)) == {(0, 1): 0, (0, 4): 0, (1, 3): 1}
+
+
+def test_replay_window_with_producer_copies_sorts_them_apart():
+    # offsets 0..10 all ingested: 3 and 7 are copies (7 was also dead-lettered), 5 a dead letter, 8 a copy
+    # dropped by an earlier replay (handled)
+    part = partition_replay(0, 0, 10, 10, unhandled=[5, 7], handled=[8], copies=[3, 7, 8])
+    assert (part.copies, part.dead_letters, part.handled, part.rows) == ((3, 7), (5,), 1, 6)
+    assert part.line().endswith("0 not ingested yet, 2 producer copy(ies) to drop")
+    assert partition_replay(0, 0, 10, 10, [], []).copies is None  # not looked for: the line is unchanged
+
+
+def test_dropping_producer_copies_removes_one_row_per_copy_never_the_original(tmp_path):
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"))
+    ensure_tables(con)
+    a, b, c = (encode(order_event(1, i)) for i in (1, 2, 3))
+    # as exactly-once ingestion stored it: order 1 three times (two copies), 2 twice, 3 once
+    validation.validate_payloads(con, [a, a, b, a, b, c])
+    con.execute(validation.insert_valid_sql(), [NOW.replace(tzinfo=None)])
+    bad_copy = encode(order_event(1, 4))[:-3]  # a cut-off message sent twice: both dead letters
+    con.executemany(
+        f"""insert into {OUTBOX_TABLE} (source_topic, source_partition, source_offset, dlq_topic, error,
+                payload, rejected_at) values (?, 0, ?, 'dlq', 'invalid_json', ?, ?)""",
+        [[TOPIC, o, bad_copy, NOW.replace(tzinfo=None)] for o in (6, 7)],
+    )
+    copies = {(0, 1): (0, a), (0, 3): (0, a), (0, 4): (2, b), (0, 7): (6, bad_copy)}
+    assert drop_producer_copies(con, TOPIC, copies, now=NOW, actor="ann", incident="INC-9") == 3
+    assert _orders(con) == [1, 2, 3]
+    handled = con.execute(f"select source_offset, action, reason from {HANDLED_TABLE} order by 1").fetchall()
+    assert handled == [(1, DROPPED, "producer copy of 0:0 (identical key and payload)"),
+                       (3, DROPPED, "producer copy of 0:0 (identical key and payload)"),
+                       (4, DROPPED, "producer copy of 0:2 (identical key and payload)"),
+                       (7, DROPPED, "producer copy of 0:6 (identical key and payload)")]  # fmt: skip
+    assert unhandled_dlq_depth(con, TOPIC) == 1  # the dead-lettered copy is handled; its original is not
+    # the same copies again: their handled rows exist, so nothing of it commits (the rows stay)
+    with pytest.raises(UserFacingError, match="nothing of this one was committed"):
+        drop_producer_copies(con, TOPIC, {(0, 1): (0, a), (0, 8): (0, a)}, now=NOW, actor="ann")
+    assert _orders(con) == [1, 2, 3]
+    # more copies named than rows beyond the original: the original's row always stays
+    assert drop_producer_copies(con, TOPIC, {(0, 9): (0, a), (0, 10): (0, a)}, now=NOW, actor="ann") == 0
+    assert _orders(con) == [1, 2, 3]
+    con.close()
 
 
 @pytest.fixture

@@ -1,13 +1,18 @@
-"""End to end: duplicate orders from a producer without idempotence -> incident -> post-mortem.
+"""End to end: duplicate orders from a producer without idempotence -> incident -> reconciled -> post-mortem.
 
 The orders of one day are produced to the real broker with `resend_every` (each 250th event sent twice in
 a row, as a non-idempotent producer retrying a batch whose ack was lost), ingested exactly once into a
 real DuckDB warehouse, checked by the real Soda contracts in a real Dagster instance, detected by the real
-sensor, then worked to resolution. Its post-mortem must name the producer, with the adjacency evidence.
+sensor, then worked to resolution through the product: `reconcile` replays the bad day from Kafka,
+dropping the producer's copies, and submits one backfill; the backfill daemon's own iteration runs it in
+process on the platform's code location (runs launched synchronously); `verify_and_close` judges its
+checks and resolves the incident. Its post-mortem, written after the repair, must name the producer with
+the adjacency evidence the topic still holds.
 """
 
 from __future__ import annotations
 
+import sys
 from datetime import date, timedelta
 
 import dagster as dg
@@ -17,66 +22,152 @@ import pytest
 from reliability.clock import utcnow
 from reliability.incidents.defs import build_incident_sensor
 from reliability.incidents.lineage import graph_from_definitions
-from reliability.incidents.model import TimelineKind
+from reliability.incidents.model import Status
 from reliability.incidents.store import IncidentStore
 from reliability.kafka import clients
+from reliability.kafka.dlq_ops import kafka_replayer
 from reliability.kafka.ingest import ingest
 from reliability.kafka.producer import produce_shop_days
+from reliability.reconciliation.backfill import backfill_outcome
+from reliability.reconciliation.service import (
+    BACKFILL_ACTION,
+    KAFKA_REPLAY_ACTION,
+    VERIFY_ACTION,
+    reconcile,
+    verify_and_close,
+)
 from reliability.review.causes import PRODUCER_RETRIES
 from reliability.review.metrics import times_of
 from reliability.review.render import render
 from reliability.review.service import lineage_edges, write_postmortem
+from reliability.settings import get_settings
 from reliability.shop.generator import ShopScale
+from tests.daemon_harness import REPO
 from tests.incidents.test_shop_end_to_end import GENERATED, soda_checks_of
 from tests.shop_harness import DAY, build, failed_checks, run, shop_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 RESEND_EVERY = 250  # 1000 orders a day: 4 duplicates
+LOCATION = "tests.review.duplicates_location"
 
 
-def test_duplicate_orders_postmortem_names_the_producer_with_adjacent_offsets(kafka_broker, topic_name, tmp_path,
-                                                                               monkeypatch):  # fmt: skip
-    defs = build(shop_settings(tmp_path))
-    assert run(defs, GENERATED, dg.DagsterInstance.ephemeral(), partition_key=DAY).success
-    clients.ensure_topic(topic_name, 4, kafka_broker)
-    produced = produce_shop_days(topic_name, [date.fromisoformat(DAY)], ShopScale(), bootstrap=kafka_broker,
-                                 resend_every=RESEND_EVERY)  # fmt: skip
-    assert produced == 1000
+def run_backfill(instance: dg.DagsterInstance, backfill_id: str) -> None:
+    """The backfill daemon's iteration, in process, on the platform's code location (`LOCATION`), until
+    the backfill has ended: the instance launches each run synchronously, so the iteration runs it."""
+    from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster._daemon.backfill import execute_backfill_iteration
+    from dagster._daemon.daemon import get_default_daemon_logger
+
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name=LOCATION, attribute="defs", working_directory=str(REPO)),
+        location_name="platform",
+    )
+    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as context:
+        for _ in range(10):
+            list(execute_backfill_iteration(context, get_default_daemon_logger("BackfillDaemon")))
+            if instance.get_backfill(backfill_id).status in BULK_ACTION_TERMINAL_STATUSES:
+                return
+    raise AssertionError(
+        f"backfill {backfill_id} still {instance.get_backfill(backfill_id).status} after 10 iterations"
+    )
+
+
+def test_duplicate_orders_reconciled_and_the_postmortem_names_the_producer_with_adjacent_offsets(
+    kafka_broker, topic_name, tmp_path, monkeypatch
+):
+    group = f"g.{topic_name}"
     warehouse = tmp_path / "warehouse.duckdb"
-    stats = ingest(warehouse, topic=topic_name, group_id=f"g.{topic_name}", bootstrap=kafka_broker)
+    url = f"sqlite:///{tmp_path / 'incidents.db'}"
+    env = {"RELIABILITY_WAREHOUSE": str(warehouse), "RELIABILITY_INCIDENT_STORE_URL": url,
+           "REVIEW_TEST_KAFKA_BOOTSTRAP": kafka_broker, "REVIEW_TEST_KAFKA_TOPIC": topic_name,
+           "REVIEW_TEST_KAFKA_GROUP": group}  # fmt: skip
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    sys.modules.pop(LOCATION, None)  # the location reads the settings and the topic when it is imported
+    defs = build(shop_settings(tmp_path))
+    # the day's other raw tables and the customers model the repair's dbt tests join to, as a running
+    # warehouse has them
+    before = GENERATED | dg.AssetSelection.assets("stg_customers")
+    assert run(defs, before, dg.DagsterInstance.ephemeral(), partition_key=DAY).success
+    clients.ensure_topic(topic_name, 4, kafka_broker)
+    # each order stamped with its order time, as the shop produces it: the day's window finds them
+    produced = produce_shop_days(topic_name, [date.fromisoformat(DAY)], ShopScale(), bootstrap=kafka_broker,
+                                 resend_every=RESEND_EVERY, at_order_time=True)  # fmt: skip
+    assert produced == 1000
+    stats = ingest(warehouse, topic=topic_name, group_id=group, bootstrap=kafka_broker)
     assert stats.rows == 1000 + 1000 // RESEND_EVERY  # exactly once per offset: the copies are stored too
     with duckdb.connect(str(warehouse)) as con:
         assert con.execute("select count(*) - count(distinct order_id) from raw_orders").fetchone()[0] == 4
 
-    url = f"sqlite:///{tmp_path / 'incidents.db'}"
-    monkeypatch.setenv("RELIABILITY_INCIDENT_STORE_URL", url)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
+    with dg.instance_for_test(temp_dir=str(home), synchronous_run_coordinator=True,
+                              synchronous_run_launcher=True) as instance:  # fmt: skip
         soda = run(defs, soda_checks_of(defs, "raw_orders"), instance)
         assert "raw_orders:soda_order_id_duplicate" in failed_checks(soda)
         build_incident_sensor(store_url=url)(dg.build_sensor_context(instance=instance, definitions=defs))
 
-    with IncidentStore(url) as store:
-        (incident,) = store.list_incidents()
-        assert incident.fault_class == "duplicates" and incident.root_asset == "raw_orders"
-        # worked to the end: acknowledged, mitigated, reconciled (deduplicated by key), resolved
-        start = incident.detected_at
-        store.acknowledge(incident.id, "oncall@shop.example", now=start + timedelta(minutes=3))
-        store.mitigate(incident.id, "oncall@shop.example", note="orders marts paused", now=start + timedelta(minutes=9))
-        with duckdb.connect(str(warehouse)) as con:
-            con.execute("create or replace table raw_orders as select distinct on (order_id) * from raw_orders")
-        store.add_timeline(incident.id, "oncall@shop.example", TimelineKind.ACTION, "reconciled: raw_orders "
-                           "deduplicated by order_id, 4 copies removed", now=start + timedelta(minutes=30))  # fmt: skip
-        store.resolve(incident.id, "oncall@shop.example", note="duplicates removed", now=start + timedelta(minutes=31))
-        # written after the repair: the warehouse is clean again, the topic still holds what was produced
-        written = write_postmortem(store, incident.id, "md", utcnow(), warehouse, topic_name, kafka_broker,
-                                   edges=lineage_edges(graph_from_definitions(defs)),
-                                   notes_path=tmp_path / "notes.yaml", record_impact=True)  # fmt: skip
-        # the estimate is kept on the timeline: the incident metrics measure MTTD from the broker too
-        recorded = store.get(incident.id)
-        assert times_of(recorded).mttd is None  # the check-run impact start was not recorded for Soda
-        mttd_from_broker = times_of(recorded, recorded.timeline).mttd
+        with IncidentStore(url) as store:
+            (incident,) = store.list_incidents()
+            assert incident.fault_class == "duplicates" and incident.root_asset == "raw_orders"
+            start = incident.detected_at
+            store.acknowledge(incident.id, "oncall@shop.example", now=start + timedelta(minutes=3))
+            store.mitigate(incident.id, "oncall@shop.example", note="orders marts paused",
+                           now=start + timedelta(minutes=9))  # fmt: skip
+            # the repair the on-call runs: `reliability incidents reconcile INC-n --partition DAY --replay-kafka`
+            at = start + timedelta(minutes=30)
+            replayer = kafka_replayer(warehouse, kafka_broker, topic_name, group, now=at,
+                                      actor="oncall@shop.example", incident=incident.display_id)  # fmt: skip
+            graph = defs.resolve_asset_graph()
+            dry = reconcile(store, None, graph, incident.id, now=at, partitions=[DAY], dry_run=True,
+                            replay_kafka=replayer)  # fmt: skip
+            assert sum(len(p.copies) for p in dry.kafka_replay.partitions) == 4
+            assert sum(p.rows for p in dry.kafka_replay.partitions) == 1000
+            done = reconcile(store, instance, graph, incident.id, now=at, partitions=[DAY],
+                             actor="oncall@shop.example", replay_kafka=replayer)  # fmt: skip
+            outcome = done.kafka_replay.outcome
+            assert len(outcome.dropped) == 4 and outcome.rows_removed == 4 and outcome.replayed == []
+            assert set(done.kafka_replay.to_dict()["copy_of"].values()) == {  # each copy right after its original
+                f"{p}:{o - 1}" for p, o in outcome.dropped}  # fmt: skip
+            with duckdb.connect(str(warehouse)) as con:
+                assert con.execute("select count(*), count(distinct order_id) from raw_orders").fetchone() == (
+                    1000, 1000)  # fmt: skip
+            # a second replay finds nothing left to drop: idempotent
+            again = replayer([DAY], False, True)
+            assert again.outcome.dropped == [] and sum(len(p.copies) for p in again.partitions) == 0
+
+            run_backfill(instance, done.backfill_id)
+            result = backfill_outcome(instance, done.backfill_id)
+            assert result.succeeded, result.status
+            assert {("raw_orders", None), ("stg_orders", DAY)} <= result.materialized
+            assert ("raw_orders", "soda_order_id_duplicate", True) in {
+                (c.asset, c.check, c.passed) for c in result.checks
+            }
+            verdict = verify_and_close(
+                store, instance, incident.id, done.backfill_id, now=start + timedelta(minutes=31)
+            )
+            assert verdict is not None and verdict.repaired, verdict
+            recorded = store.get(incident.id)
+            assert recorded.status == Status.RESOLVED
+            actions = {e.data.get("action"): e for e in recorded.timeline}
+            assert {KAFKA_REPLAY_ACTION, BACKFILL_ACTION, VERIFY_ACTION} <= set(actions)
+            assert actions[KAFKA_REPLAY_ACTION].data["outcome"]["rows_removed"] == 4
+
+            # written after the repair: the warehouse is clean again, the topic still holds what was produced
+            written = write_postmortem(store, incident.id, "md", utcnow(), warehouse, topic_name, kafka_broker,
+                                       edges=lineage_edges(graph_from_definitions(defs)),
+                                       notes_path=tmp_path / "notes.yaml", record_impact=True)  # fmt: skip
+            # the estimate is kept on the timeline: the incident metrics measure MTTD from the broker too
+            recorded = store.get(incident.id)
+            assert times_of(recorded).mttd is None  # the check-run impact start was not recorded for Soda
+            mttd_from_broker = times_of(recorded, recorded.timeline).mttd
+    get_settings.cache_clear()
+    sys.modules.pop(LOCATION, None)
     pm = written.postmortem
     print(written.text)
     assert pm.hypothesis.cause == PRODUCER_RETRIES, pm.hypothesis
@@ -98,6 +189,9 @@ def test_duplicate_orders_postmortem_names_the_producer_with_adjacent_offsets(ka
     assert mttd_from_broker == pytest.approx(mttd.seconds, abs=0.001)
     assert {d.name: d.seconds for d in pm.durations if d.name != "MTTD"} == {"MTTA": 180, "MTTM": 540, "MTTR": 1860}
     assert any("enable.idempotence" in a.text for a in pm.actions)
+    # the repair is on the post-mortem's timeline, as the product recorded it
+    assert "dropped 4 producer copy(ies) (identical key and payload at an earlier offset" in written.text
+    assert f"reconciliation {done.backfill_id} verified" in written.text
     html = render(pm, "html")
     assert '<svg id="blast-radius"' in html and "raw_orders" in html
     (tmp_path / "postmortem.md").write_text(written.text)

@@ -6,13 +6,14 @@ import urllib.request
 from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, event
 
 from reliability.cli import main
-from reliability.incidents.model import FaultClass
+from reliability.incidents.model import Detection, FaultClass, Source, TimelineKind
 from reliability.incidents.store import IncidentStore
-from reliability.review.metrics import IncidentTimes, overall, p90, since, stats_by, times_of
+from reliability.review.metrics import IMPACT_ESTIMATE, IncidentTimes, overall, p90, since, stats_by, times_of
 from reliability.review.prometheus import registry_for, serve, store_loader
-from tests.incidents.conftest import T0
+from tests.incidents.conftest import T0, shop_graph
 from tests.review.helpers import open_incident, work_through
 
 
@@ -80,3 +81,69 @@ def test_store_incidents_to_stats_table_and_prometheus(tmp_path, capsys):
     textfile = tmp_path / "incidents.prom"
     assert main(["metrics", "serve", "--store-url", url, "--textfile", str(textfile)]) == 0
     assert "reliability_incident_time_to_detect_seconds_count 2.0" in textfile.read_text()
+
+
+def _store_with(url: str, count: int) -> None:
+    """`count` incidents over several days, fault classes and severities: most resolved, some with a
+    second detection (joined while open) or a post-mortem's impact estimate on their timeline, the last
+    three still open."""
+    faults = [("raw_orders", "soda_order_id_duplicate", FaultClass.DUPLICATES),
+              ("raw_payments", "soda_row_count", FaultClass.VOLUME),
+              ("raw_customers", "soda_email_missing", FaultClass.DATA_QUALITY)]  # fmt: skip
+    with IncidentStore(url) as store:
+        for i in range(count):
+            at = T0 + timedelta(hours=6 * i)
+            asset, signal, fault = faults[i % 3]
+            impact = at - timedelta(seconds=60 * (i + 1)) if i % 2 else None
+            inc = open_incident(store, asset=asset, signal=signal, fault=fault, at=at, impact=impact, key=f"k{i}")
+            if i % 4 == 0:  # the same signal again while open: joins, one more detection on the timeline
+                again = Detection(f"k{i}b", asset, Source.ASSET_CHECK, signal, at + timedelta(seconds=30),
+                                  fault_class=fault)  # fmt: skip
+                assert store.ingest([again], shop_graph(), now=at + timedelta(seconds=30)).opened == []
+            if i % 5 == 0:  # a post-mortem estimated the impact start from the data
+                store.add_timeline(inc, "reliability-review", TimelineKind.TRIAGE, "impact start estimated",
+                                   {IMPACT_ESTIMATE: {"at": (at - timedelta(hours=1)).isoformat(), "method": "x"}},
+                                   now=at + timedelta(seconds=40))  # fmt: skip
+            if i < count - 3:
+                work_through(store, inc, at, ack=60 + i, mitigate=300 + i, resolve=600 + 10 * i)
+
+
+def _per_incident_figures(url: str) -> tuple[list, dict[str, int]]:
+    """The figures read the obvious way, one timeline query per incident: the reference."""
+    with IncidentStore(url) as store:
+        times, detections = [], {}
+        for inc in store.list_incidents():
+            timeline = store.timeline(inc.id)
+            times.append(times_of(inc, timeline))
+            for entry in timeline:
+                if entry.kind == "detection":
+                    fault = str(entry.data.get("fault_class") or inc.fault_class)
+                    detections[fault] = detections.get(fault, 0) + 1
+    return times, detections
+
+
+def _scrape_counting_queries(url: str) -> tuple[tuple[list, dict[str, int]], int]:
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        figures = store_loader(url)()
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    return figures, len(statements)
+
+
+def test_a_scrape_costs_the_same_queries_for_3_or_30_incidents_and_the_figures_do_not_change(tmp_path):
+    few, many = f"sqlite:///{tmp_path / 'few.db'}", f"sqlite:///{tmp_path / 'many.db'}"
+    _store_with(few, 3)
+    _store_with(many, 30)
+    (few_figures, few_queries), (many_figures, many_queries) = map(_scrape_counting_queries, (few, many))
+    assert few_figures == _per_incident_figures(few)
+    assert many_figures == _per_incident_figures(many)
+    times, detections = many_figures
+    assert len(times) == 30 and sum(detections.values()) == 30 + 8  # 8 incidents got a second detection
+    assert sum(t.mttd is not None for t in times) > 15  # impact starts from detections and estimates
+    assert many_queries == few_queries, (few_queries, many_queries)
