@@ -1007,28 +1007,23 @@ class IncidentStore:
             self._get_row(conn, incident_id)
             return self._timeline(conn, incident_id)
 
-    def action_entries(self, incident_ids: Sequence[int] | None = None) -> dict[int, list[TimelineEntry]]:
-        """`action` timeline entries, oldest first, per incident: of `incident_ids`, else of every active
-        incident (the mitigation area folds them into what is paused and quarantined)."""
-        query = select(t.timeline).where(t.timeline.c.kind == str(TimelineKind.ACTION))
-        if incident_ids is None:
-            active = select(t.incidents.c.id).where(t.incidents.c.status.in_([str(s) for s in ACTIVE_STATUSES]))
-            query = query.where(t.timeline.c.incident_id.in_(active))
-        else:
-            query = query.where(t.timeline.c.incident_id.in_(list(incident_ids)))
-        out: dict[int, list[TimelineEntry]] = {}
-        with self._read() as conn:
-            for r in conn.execute(query.order_by(t.timeline.c.id)):
-                out.setdefault(r.incident_id, []).append(self._entry(r))
-        return out
-
-    def timelines(self, kinds: Sequence[TimelineKind] | None = None) -> dict[int, list[TimelineEntry]]:
-        """Every incident's timeline entries (of `kinds`, else all), oldest first, in ONE query: what a
-        reader of every incident (the incident metrics, at each Prometheus scrape) needs, without a query
-        per incident. Incidents without such an entry are absent."""
+    def timelines(
+        self, kinds: Sequence[TimelineKind] | None = None, incident_ids: Sequence[int] | None = None,
+        active_only: bool = False,
+    ) -> dict[int, list[TimelineEntry]]:
+        """Timeline entries (of `kinds`, else all), oldest first, per incident, in ONE query: of
+        `incident_ids`, else of every incident (or every active one). What a reader of many incidents
+        needs (the incident metrics at each Prometheus scrape; the mitigation area folding `action`
+        entries into what is paused) without a query per incident. Incidents without such an entry are
+        absent."""
         query = select(t.timeline)
         if kinds is not None:
             query = query.where(t.timeline.c.kind.in_([str(k) for k in kinds]))
+        if incident_ids is not None:
+            query = query.where(t.timeline.c.incident_id.in_(list(incident_ids)))
+        elif active_only:
+            active = select(t.incidents.c.id).where(t.incidents.c.status.in_([str(s) for s in ACTIVE_STATUSES]))
+            query = query.where(t.timeline.c.incident_id.in_(active))
         out: dict[int, list[TimelineEntry]] = {}
         with self._read() as conn:
             for r in conn.execute(query.order_by(t.timeline.c.id)):

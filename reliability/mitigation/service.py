@@ -49,7 +49,8 @@ class BreakerOutcome:
 
 
 def _states(store: Any, incident_ids: Iterable[int] | None = None) -> dict[int, ContainmentState]:
-    entries = store.action_entries(None if incident_ids is None else list(incident_ids))
+    ids = None if incident_ids is None else list(incident_ids)
+    entries = store.timelines([TimelineKind.ACTION], ids, active_only=ids is None)
     return {inc_id: containment_state(inc_id, rows) for inc_id, rows in entries.items()}
 
 
