@@ -82,19 +82,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     if settings.shop_demo:
         areas += [shop_area.defs(settings), kafka_area.defs(settings)]
     merged = dg.Definitions.merge(*areas)
-    # anomaly monitors (the assets file's `anomaly:` section) for the assets this code location has
-    merged = dg.Definitions.merge(merged, anomaly_area.defs(settings, _asset_keys(merged)))
+    # anomaly monitors on every table asset (the assets file's `anomaly:` section overrides)
+    merged = dg.Definitions.merge(merged, anomaly_area.defs(settings, merged.assets or []))
     with_policies = _with_policies(merged, policies, default_policy(settings.policy))
     return _with_run_executor(_with_mitigation(_with_automation(with_policies, settings)))
-
-
-def _asset_keys(defs: dg.Definitions) -> set[str]:
-    """Keys of the assets the areas define, without resolving the whole graph."""
-    keys: set[str] = set()
-    for item in defs.assets or []:
-        found = [item.key] if isinstance(item, dg.AssetSpec) else list(getattr(item, "keys", []))
-        keys.update(key.to_user_string() for key in found)
-    return keys
 
 
 def _with_automation(defs: dg.Definitions, settings: Settings) -> dg.Definitions:

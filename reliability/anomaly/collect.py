@@ -36,9 +36,20 @@ def describe_table(con: duckdb.DuckDBPyConnection, table: str, schema: str = "ma
     return [(str(name), str(sql_type)) for name, sql_type in rows]
 
 
-def _bounds(column_type: str, start: datetime, end: datetime) -> list[object]:
-    """Window bounds typed like the partition column, so DuckDB can prune by it."""
+def _bounds(column_type: str | None, start: datetime, end: datetime) -> list[object]:
+    """Window bounds typed like the partition column, so DuckDB can prune by it (none: no window)."""
+    if column_type is None:
+        return []
     return [start.date(), end.date()] if column_type.upper() == "DATE" else [start, end]
+
+
+def _where(shape: TableShape) -> str:
+    column = shape.partition_column
+    return "" if column is None else f" where {quote_identifier(column)} >= ? and {quote_identifier(column)} < ?"
+
+
+def _column_type(shape: TableShape) -> str | None:
+    return None if shape.partition_column is None else dict(shape.columns)[shape.partition_column]
 
 
 def categorical_columns(
@@ -50,14 +61,13 @@ def categorical_columns(
     text = [n for n, t in shape.columns if is_text(t) and n != shape.partition_column]
     if not text:
         return frozenset()
-    column_type = dict(shape.columns)[shape.partition_column]
     inner = (
-        f"select {', '.join(q(n) for n in text)} from {q(shape.schema)}.{q(shape.table)} "
-        f"where {q(shape.partition_column)} >= ? and {q(shape.partition_column)} < ? limit {CATEGORICAL_SAMPLE_ROWS}"
+        f"select {', '.join(q(n) for n in text)} from {q(shape.schema)}.{q(shape.table)}{_where(shape)} "
+        f"limit {CATEGORICAL_SAMPLE_ROWS}"
     )
     counts = con.execute(
         f"select {', '.join(f'count(distinct {q(n)})' for n in text)} from ({inner})",
-        _bounds(column_type, start, end),
+        _bounds(_column_type(shape), start, end),
     ).fetchone()
     return frozenset(
         n for n, c in zip(text, counts or (), strict=False) if c is not None and c <= CATEGORICAL_MAX_DISTINCT
@@ -67,7 +77,7 @@ def categorical_columns(
 def table_shape(
     con: duckdb.DuckDBPyConnection,
     table: str,
-    partition_column: str,
+    partition_column: str | None,
     start: datetime,
     end: datetime,
     schema: str = "main",
@@ -76,7 +86,9 @@ def table_shape(
 ) -> TableShape:
     skip = set(skip_columns)
     columns = [(n, t) for n, t in describe_table(con, table, schema) if n not in skip]
-    if partition_column not in dict(columns):
+    if not columns:
+        raise ValueError(f"table {schema}.{table} does not exist (or has no columns)")
+    if partition_column is not None and partition_column not in dict(columns):
         raise ValueError(f"table {schema}.{table} has no partition column {partition_column!r}")
     shape = TableShape(table, tuple(columns), partition_column, loaded_at_column=loaded_at_column, schema=schema)
     return TableShape(
@@ -88,10 +100,46 @@ def table_shape(
 def collect_partition(
     con: duckdb.DuckDBPyConnection, shape: TableShape, start: datetime, end: datetime
 ) -> dict[str, float]:
-    """Every metric of the partition `[start, end)`, from one query."""
+    """Every metric of the partition `[start, end)` (of the whole table without a partition column),
+    from one query."""
     plan = plan_metrics(shape)
-    row = con.execute(plan.sql, _bounds(dict(shape.columns)[shape.partition_column], start, end)).fetchone()
+    row = con.execute(plan.sql, _bounds(_column_type(shape), start, end)).fetchone()
     return read_metrics(plan, row or (0,), end)
+
+
+def rows_by_day(
+    con: duckdb.DuckDBPyConnection, table: str, day_column: str, start: date, end: date, schema: str = "main"
+) -> dict[date, int]:
+    """Rows per day in `[start, end)`: one cheap grouped count, to find the days that changed."""
+    q = quote_identifier
+    types = dict(describe_table(con, table, schema))
+    if day_column not in types:
+        raise ValueError(f"table {schema}.{table} has no partition column {day_column!r}")
+    low, high = datetime(start.year, start.month, start.day), datetime(end.year, end.month, end.day)
+    rows = con.execute(
+        f"select cast({q(day_column)} as date), count(*) from {q(schema)}.{q(table)} "
+        f"where {q(day_column)} >= ? and {q(day_column)} < ? group by 1",
+        _bounds(types[day_column], low, high),
+    ).fetchall()
+    return {day: int(n) for day, n in rows}
+
+
+def judged_row_counts(
+    con: duckdb.DuckDBPyConnection, asset: str, since: date, before: date
+) -> tuple[dict[date, float], date | None, date | None]:
+    """The row counts stored for the asset's days in `[since, before)`, its first judged day ever and
+    its last judged day before `before`. The history table must exist (`ensure_history`)."""
+    counts = con.execute(
+        f"select partition_date, value from {HISTORY_SCHEMA}.{HISTORY_TABLE} "
+        "where asset = ? and metric = 'row_count' and partition_date >= ? and partition_date < ?",
+        [asset, since, before],
+    ).fetchall()
+    first, last = con.execute(
+        f"select min(partition_date), max(partition_date) filter (where partition_date < ?) "
+        f"from {HISTORY_SCHEMA}.{HISTORY_TABLE} where asset = ?",
+        [before, asset],
+    ).fetchone()
+    return {day: float(value) for day, value in counts}, first, last
 
 
 def ensure_history(con: duckdb.DuckDBPyConnection) -> None:

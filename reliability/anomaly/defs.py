@@ -1,23 +1,36 @@
-"""Dagster glue: each monitored table asset gets one multi-asset check with one check per fault class
+"""Dagster glue: every table asset of the code location (raw assets, dbt models and seeds; see
+`reliability.anomaly.discovery`) gets one multi-asset check with one check per fault class
 (`anomaly_volume`, `anomaly_null_rate`, `anomaly_distribution`, `anomaly_freshness`, and
-`anomaly_completeness` on the numerator of a declared relation).
+`anomaly_completeness` on the numerator of a declared relation); the `anomaly:` section of the assets
+file only overrides or opts out.
 
-The checks run after each partition materialization of their asset: they measure the run's days in one
-scan per table, keep the measurements in `reliability.metric_history` in the warehouse, and judge them
-against the history without the days an incident covers. Warn by default, blocking per asset. The
-metadata shows the measured value, the expected band and the score (numbers, so Dagster plots them), or
-"learning" while the history is too short. The check's `check_type` names the incident's fault class.
+The checks run after each materialization of their asset and judge, in one scan per table and day:
+a partitioned run's days; for an unpartitioned run, the complete days (never the day in progress) that
+are new or changed since the last judgement, a day without rows included (a missing day), or the last
+judged day again when none is; for a table without a day column, a whole-table snapshot per day the
+check runs (no freshness check). The measurements are kept in `reliability.metric_history` in the
+warehouse and judged against the history without the days an incident covers. Warn by default,
+blocking per asset. The metadata shows the measured value, the expected band and the score (numbers,
+so Dagster plots them), "learning" while the history is too short, "nothing_to_judge" when there is
+no complete day yet; `partition_keys` lists the anomalous days. The check's `check_type` names the
+incident's fault class.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from datetime import date
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
 
 import dagster as dg
 
+from reliability.anomaly import DAY_COLUMN_METADATA
 from reliability.anomaly.config import AnomalyConfig, load_anomaly_config
+from reliability.anomaly.discovery import TableAsset, dbt_table_asset, monitored_assets
 from reliability.anomaly.monitors import MONITORED_CLASSES, ClassVerdict, by_fault_class, check_name
 from reliability.incidents.model import FaultClass
 from reliability.partitions import PARTITION_KEYS_METADATA, partition_keys
@@ -36,7 +49,10 @@ CLASS_DESCRIPTIONS = {
 
 
 def _classes(config: AnomalyConfig, asset: str) -> list[FaultClass]:
-    classes = [c for c in MONITORED_CLASSES if c != FaultClass.COMPLETENESS]
+    """A snapshot (no day column) has no day end to measure freshness against: no freshness check."""
+    snapshot = config.assets[asset].partition_column is None
+    skipped = {FaultClass.COMPLETENESS, *([FaultClass.FRESHNESS] if snapshot else [])}
+    classes = [c for c in MONITORED_CLASSES if c not in skipped]
     return classes + ([FaultClass.COMPLETENESS] if config.relations_of(asset) else [])
 
 
@@ -84,19 +100,24 @@ def _metadata_value(value: object) -> object:
     return dg.MetadataValue.text(str(value))
 
 
+NO_MONITORS = ("no_monitors", "no metric of this class was measured (empty partition or none apply)")
+
+
 def check_result(asset: str, verdicts_by_day: dict[date, dict[FaultClass, ClassVerdict]], fault_class: FaultClass,
-                 blocking: bool, note: str | None) -> dg.AssetCheckResult:  # fmt: skip
+                 blocking: bool, note: str | None, empty: tuple[str, str] = NO_MONITORS, lead: str = "",
+                 extra: Mapping[str, object] | None = None) -> dg.AssetCheckResult:  # fmt: skip
     """One fault class over the run's days: failed when any day has an anomaly; metadata of the
-    decisive monitor (the worst anomaly, else the last day's worst monitor)."""
+    decisive monitor (the worst anomaly, else the last day's worst monitor). `empty` is the status and
+    description when no day has a metric of the class; `lead` starts the description."""
     per_day = {day: v[fault_class] for day, v in verdicts_by_day.items() if fault_class in v}
     anomalous = {day: v for day, v in per_day.items() if not v.passed}
     shown_day = (
         max(anomalous, key=lambda d: abs(anomalous[d].worst.score or 0)) if anomalous else max(per_day, default=None)
     )
     shown = per_day.get(shown_day) if shown_day else None
-    metadata: dict[str, object] = {CHECK_TYPE: check_name(fault_class)}
+    metadata: dict[str, object] = {CHECK_TYPE: check_name(fault_class), **(extra or {})}
     if shown is None:
-        status, description = "no_monitors", "no metric of this class was measured (empty partition or none apply)"
+        status, description = empty
     else:
         status = shown.status
         metadata.update({"monitors": shown.monitors, "learning_monitors": shown.learning, "day": shown_day.isoformat()})
@@ -121,11 +142,11 @@ def check_result(asset: str, verdicts_by_day: dict[date, dict[FaultClass, ClassV
     if note:
         metadata["note"] = note
     return dg.AssetCheckResult(
-        asset_key=dg.AssetKey([asset]),
+        asset_key=dg.AssetKey.from_user_string(asset),
         check_name=check_name(fault_class),
         passed=not anomalous,
         severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-        description=(f"anomaly on {len(anomalous)} day(s): " if anomalous else "") + description,
+        description=lead + (f"anomaly on {len(anomalous)} day(s): " if anomalous else "") + description,
         metadata={k: _metadata_value(v) for k, v in metadata.items() if v is not None},
     )
 
@@ -136,7 +157,7 @@ def unmeasured_result(
     """The monitors could not measure the table (missing table or column, a bad partition column):
     a failed check naming the problem, never a silent pass."""
     return dg.AssetCheckResult(
-        asset_key=dg.AssetKey([asset]),
+        asset_key=dg.AssetKey.from_user_string(asset),
         check_name=check_name(fault_class),
         passed=False,
         severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
@@ -150,54 +171,104 @@ def unmeasured_result(
     )
 
 
+@dataclass(frozen=True)
+class RunJudgement:
+    """The days one check run judged, as the check results show them."""
+
+    verdicts: dict[date, dict[FaultClass, ClassVerdict]]
+    mode: str  # partitions | new_days | snapshot
+    judged: list[date]  # measured by this run
+    empty: tuple[str, str] = NO_MONITORS  # status and description when no day has a verdict
+    lead: str = ""
+
+    @property
+    def metadata(self) -> dict[str, object]:
+        return {"mode": self.mode, "judged_days": dg.MetadataValue.json([d.isoformat() for d in self.judged])}
+
+
+def judge_run(
+    con: Any, config: AnomalyConfig, asset: str, days: list[date], now: datetime, excluded: set[date]
+) -> RunJudgement:
+    """Which days a run judges: its partitions; else, with a day column, the complete days new or
+    changed since the last judgement; else a whole-table snapshot for today."""
+    from reliability.anomaly.service import NEW_DAYS_LOOKBACK, judge_asset_day, judge_new_days
+
+    monitors = config.assets[asset]
+    if monitors.partition_column is None:
+        today = now.date()
+        verdicts = {today: by_fault_class(judge_asset_day(con, config, asset, today, now, excluded))}
+        return RunJudgement(verdicts, "snapshot", [today], lead="whole-table snapshot (no day column): ")
+    if days:
+        verdicts = {day: by_fault_class(judge_asset_day(con, config, asset, day, now, excluded)) for day in days}
+        return RunJudgement(verdicts, "partitions", days)
+    new = judge_new_days(con, config, asset, now, excluded)
+    verdicts = {day: by_fault_class(v) for day, v in new.verdicts.items()}
+    today = now.date().isoformat()
+    if new.repeated is not None:
+        lead = f"no new or changed complete day since {new.repeated} ({today} is in progress); its verdict again: "
+        return RunJudgement(verdicts, "new_days", [], lead=lead)
+    empty = (
+        "nothing_to_judge",
+        f"nothing to judge yet: no complete day with rows in {monitors.partition_column} in the last "
+        f"{NEW_DAYS_LOOKBACK} days ({today} is in progress and judged once complete)",
+    )
+    return RunJudgement(verdicts, "new_days", list(new.judged), empty=empty if not new.judged else NO_MONITORS)
+
+
+def _op_name(asset: str) -> str:
+    """An op name from any asset key (`schema/table` -> `schema_table`)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", asset)
+
+
 def anomaly_check(config: AnomalyConfig, asset: str, settings: Settings) -> dg.AssetChecksDefinition:
     monitors = config.assets[asset]
-    key = dg.AssetKey([asset])
+    key = dg.AssetKey.from_user_string(asset)
     specs = [
         dg.AssetCheckSpec(
             name=check_name(fault_class),
             asset=key,
             blocking=monitors.blocking,
             description=f"Anomaly monitor: {CLASS_DESCRIPTIONS[fault_class]}.",
-            metadata={CHECK_TYPE: check_name(fault_class), "table": f"{monitors.schema}.{monitors.table}"},
+            metadata={
+                CHECK_TYPE: check_name(fault_class),
+                "table": f"{monitors.schema}.{monitors.table}",
+                "day_column": monitors.partition_column or "(none: whole-table snapshots)",
+                "day_column_source": monitors.day_column_source or "-",
+            },
         )
         for fault_class in _classes(config, asset)
     ]
     warehouse_path = settings.warehouse_path
 
     @dg.multi_asset_check(
-        specs=specs, name=f"anomaly_monitors_{asset}", can_subset=True, compute_kind="duckdb", pool=DUCKDB_POOL,
+        specs=specs, name=f"anomaly_monitors_{_op_name(asset)}", can_subset=True, compute_kind="duckdb",
+        pool=DUCKDB_POOL,
         description=f"Anomaly monitors of {asset}: learned bands per metric, one check per fault class.",
     )  # fmt: skip
     def _monitors(context):
         import duckdb
 
-        from reliability.anomaly.service import judge_asset_day
         from reliability.clock import utcnow
 
         selected = {k.name for k in context.selected_asset_check_keys if k.asset_key == key}
         days = _days(partition_keys(context.run.tags))
-        verdicts_by_day: dict[date, dict[FaultClass, ClassVerdict]] = {}
-        note = None
-        if not days:
-            note = "the run has no daily partition: anomaly monitors judge days only"
-        else:
-            excluded, note = excluded_days(asset)
-            now = utcnow()
-            try:
-                with duckdb.connect(str(warehouse_path)) as con:
-                    for day in days:
-                        verdicts = judge_asset_day(con, config, asset, day, now, excluded)
-                        verdicts_by_day[day] = by_fault_class(verdicts)
-            except (duckdb.Error, ValueError) as exc:  # a table that cannot be measured: said, not crashed
-                problem = f"could not measure {monitors.schema}.{monitors.table}: {type(exc).__name__}: {exc}"
-                for fault_class in _classes(config, asset):
-                    if check_name(fault_class) in selected:
-                        yield unmeasured_result(asset, fault_class, monitors.blocking, problem[:2000], days)
-                return
+        excluded, note = excluded_days(asset)
+        now = utcnow()
+        try:
+            with duckdb.connect(str(warehouse_path)) as con:
+                judged = judge_run(con, config, asset, days, now, excluded)
+        except (duckdb.Error, ValueError) as exc:  # a table that cannot be measured: said, not crashed
+            problem = f"could not measure {monitors.schema}.{monitors.table}: {type(exc).__name__}: {exc}"
+            for fault_class in _classes(config, asset):
+                if check_name(fault_class) in selected:
+                    yield unmeasured_result(asset, fault_class, monitors.blocking, problem[:2000], days)
+            return
         for fault_class in _classes(config, asset):
             if check_name(fault_class) in selected:
-                yield check_result(asset, verdicts_by_day, fault_class, monitors.blocking, note)
+                yield check_result(
+                    asset, judged.verdicts, fault_class, monitors.blocking, note, judged.empty, judged.lead,
+                    judged.metadata,
+                )  # fmt: skip
 
     return _monitors
 
@@ -206,15 +277,48 @@ def build_anomaly_checks(config: AnomalyConfig, settings: Settings) -> list[dg.A
     return [anomaly_check(config, asset, settings) for asset in config.assets]
 
 
-def defs(settings: Settings, known_assets: set[str] | None = None) -> dg.Definitions:
-    """Checks for every asset of the `anomaly:` section of the assets file that the code location has."""
-    config = load_anomaly_config(settings.assets_file)
-    if known_assets is not None:
-        missing = sorted(set(config.assets) - known_assets)
-        if missing:
-            log.info("anomaly monitors configured for assets this code location lacks: %s", missing)
-        config = AnomalyConfig(
-            {k: v for k, v in config.assets.items() if k in known_assets}, config.defaults, config.metric_overrides,
-            tuple(r for r in config.relations if {r.numerator, r.denominator} <= known_assets),
-        )  # fmt: skip
+def _value(metadata: Mapping[str, Any], key: str) -> Any:
+    value = metadata.get(key)
+    return getattr(value, "value", value)
+
+
+def table_asset(spec: dg.AssetSpec) -> TableAsset:
+    """What the anomaly area needs to know of an asset, from its spec: a dbt node from the manifest
+    dagster-dbt attaches, any other asset from its kinds and `reliability/day_column` metadata."""
+    metadata = spec.metadata
+    name = spec.key.to_user_string()
+    is_table = "duckdb" in spec.kinds or _value(metadata, "dagster/storage_kind") == "duckdb"
+    relation = _value(metadata, "dagster/table_name")
+    unique_id = _value(metadata, "dagster_dbt/unique_id")
+    manifest = getattr(_value(metadata, "dagster_dbt/manifest"), "manifest", None)
+    if unique_id and isinstance(manifest, Mapping):
+        node = (manifest.get("nodes") or {}).get(unique_id) or {}
+        return dbt_table_asset(name, node, relation if isinstance(relation, str) else None, is_table)
+    day_column = _value(metadata, DAY_COLUMN_METADATA)
+    return TableAsset(
+        name, spec.key.path[-1], "main", is_table, None, day_column if isinstance(day_column, str) else None,
+        "asset metadata" if isinstance(day_column, str) else None,
+    )  # fmt: skip
+
+
+def _specs(assets: Iterable[Any]) -> Iterable[dg.AssetSpec]:
+    for item in assets:
+        if isinstance(item, dg.AssetSpec):
+            yield item
+        elif isinstance(item, dg.AssetsDefinition):
+            yield from item.specs
+
+
+def defs(settings: Settings, assets: Iterable[Any] = ()) -> dg.Definitions:
+    """Checks for every table asset among `assets` (the code location's assets definitions and specs),
+    with the `anomaly:` section of the assets file applied."""
+    section = load_anomaly_config(settings.assets_file)
+    tables = [table_asset(spec) for spec in _specs(assets)]
+    config = monitored_assets(section, tables)
+    missing = sorted(set(section.assets) - {t.asset for t in tables})
+    if missing:
+        log.info("anomaly monitors configured for assets this code location lacks: %s", missing)
+    dropped = sorted(set(section.relations) - set(config.relations), key=str)
+    if dropped:
+        log.info("anomaly relations between assets not monitored here: %s", dropped)
     return dg.Definitions(asset_checks=build_anomaly_checks(config, settings))

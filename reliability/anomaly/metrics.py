@@ -83,7 +83,7 @@ class TableShape:
 
     table: str
     columns: Sequence[tuple[str, str]]  # (name, DuckDB type)
-    partition_column: str
+    partition_column: str | None  # None: the whole table (a snapshot)
     categorical: frozenset[str] = frozenset()
     loaded_at_column: str = DEFAULT_LOADED_AT
     skip_stats: frozenset[str] = frozenset()  # no numeric stats (identifiers), still null fractions
@@ -105,7 +105,8 @@ def is_identifier_column(name: str) -> bool:
 
 
 def plan_metrics(shape: TableShape) -> MetricPlan:
-    """One aggregate query over the partition `[?, ?)` of the table, measuring every metric at once."""
+    """One aggregate query over the partition `[?, ?)` of the table (the whole table when it has no
+    partition column: no parameters, no freshness metrics), measuring every metric at once."""
     q = quote_identifier
     selects = ["count(*)"]
     outputs: list[tuple[str, str]] = [("row_count", "")]
@@ -121,11 +122,12 @@ def plan_metrics(shape: TableShape) -> MetricPlan:
         elif name in shape.categorical:
             selects.append(f"histogram({q(name)}::varchar)")
             outputs.append(("histogram", name))
-        elif is_time(sql_type):
+        elif is_time(sql_type) and shape.partition_column is not None:  # a snapshot has no day end to age
             selects.append(f"max({q(name)})")
             outputs.append(("loaded_at" if name == shape.loaded_at_column else "event_max", name))
-    where = f"{q(shape.partition_column)} >= ? and {q(shape.partition_column)} < ?"
-    sql = f"select {', '.join(selects)} from {q(shape.schema)}.{q(shape.table)} where {where}"
+    sql = f"select {', '.join(selects)} from {q(shape.schema)}.{q(shape.table)}"
+    if shape.partition_column is not None:
+        sql += f" where {q(shape.partition_column)} >= ? and {q(shape.partition_column)} < ?"
     return MetricPlan(sql, tuple(outputs))
 
 

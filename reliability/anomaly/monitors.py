@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from reliability.anomaly.detector import ANOMALY, LEARNING, OK, MonitorSettings, Point, Verdict, judge
 from reliability.anomaly.metrics import fault_class_of_metric, metric_kind
@@ -45,6 +45,36 @@ def check_name(fault_class: FaultClass) -> str:
 
 def default_settings(metric: str, base: MonitorSettings | None = None) -> MonitorSettings:
     return (base or MonitorSettings()).with_overrides(**KIND_DEFAULTS.get(metric_kind(metric), {}))
+
+
+def days_to_judge(
+    today: date,
+    rows_by_day: Mapping[date, int],
+    judged_rows: Mapping[date, float],
+    first_judged: date | None,
+    lookback_days: int,
+) -> list[date]:
+    """The complete days of a table materialized without partitions that need a verdict, oldest first.
+
+    Only days before `today` (the in-progress day would look like a volume drop) and within
+    `lookback_days` of it. A day is judged when it was never judged, from the first day the monitors
+    know (the first judged day, else the first day with rows): a day without rows after it is a
+    missing day, judged and flagged. A judged day whose row count changed since (late rows, deletes)
+    is judged again. `rows_by_day` and `judged_rows` cover the lookback window.
+    """
+    start = today - timedelta(days=lookback_days)
+    with_rows = [d for d, n in rows_by_day.items() if n > 0 and start <= d < today]
+    known = [d for d in (first_judged, min(with_rows, default=None)) if d is not None]
+    if not known:
+        return []
+    days = []
+    day = max(start, min(known))
+    while day < today:
+        rows = float(rows_by_day.get(day, 0))
+        if day not in judged_rows or judged_rows[day] != rows:
+            days.append(day)
+        day += timedelta(days=1)
+    return days
 
 
 def day_point(day: date, value: float) -> Point:

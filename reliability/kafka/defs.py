@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from reliability.anomaly import DAY_COLUMN_METADATA
 from reliability.kafka import lag as lagmod
 from reliability.kafka.events import DEFAULT_PARTITIONS, DEFAULT_TOPIC
 from reliability.kafka.ingest import DEFAULT_GROUP
@@ -85,6 +86,7 @@ def dlq_check_result(depth: int, rejected_now: int, by_error: Mapping[str, int])
     group_name="raw",
     code_version="kafka-2",  # 2: strict validation (values stored exactly or dead-lettered)
     description="Orders as they arrive from the shop, ingested exactly once from Kafka.",
+    metadata={DAY_COLUMN_METADATA: "order_date"},  # the anomaly monitors judge each complete order day
     check_specs=[
         dg.AssetCheckSpec(DLQ_CHECK, asset=RAW_ORDERS, description="Dead letters not yet replayed or archived")
     ],

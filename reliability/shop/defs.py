@@ -10,9 +10,10 @@ from datetime import date
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from reliability.anomaly import DAY_COLUMN_METADATA
 from reliability.resources import DUCKDB_POOL, daily_partitions, warehouse_resource
 from reliability.settings import Settings
-from reliability.shop.generator import ShopScale, write_partition
+from reliability.shop.generator import PARTITION_COLUMN, ShopScale, write_partition
 
 GENERATED_TABLES = ("raw_customers", "raw_payments")
 
@@ -31,6 +32,7 @@ def _raw_table_asset(table: str, partitions_def: dg.PartitionsDefinition) -> dg.
     @dg.asset(
         name=table, partitions_def=partitions_def, pool=DUCKDB_POOL, kinds={"duckdb"}, group_name="raw",
         code_version="1", backfill_policy=dg.BackfillPolicy.single_run(),
+        metadata={DAY_COLUMN_METADATA: PARTITION_COLUMN[table]},  # the anomaly monitors' day column
     )
     def raw_table(
         context: dg.AssetExecutionContext, warehouse: DuckDBResource, shop_generator: ShopGenerator

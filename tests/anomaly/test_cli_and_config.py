@@ -95,12 +95,16 @@ def test_config_layers_from_general_to_specific() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"assets": {"orders": {}}}, "anomaly.assets.orders.partition_column: expected the name"),
+        ({"assets": {"orders": {"partition_column": ""}}}, "anomaly.assets.orders.partition_column: expected the name"),
         ({"assets": {"orders": {"partition_column": "d", "sensitivty": 3}}}, "unknown field(s) ['sensitivty']"),
         ({"assets": {"orders": {"partition_column": "d", "direction": "down"}}}, "anomaly.assets.orders: direction"),
         ({"defaults": {"min_history": 1}}, "anomaly.defaults: min_history must be at least 3"),
         ({"assets": {"o": {"partition_column": "d", "blocking": "yes"}}}, "anomaly.assets.o.blocking: expected true"),
-        ({"relations": [{"numerator": "a", "denominator": "b"}]}, "relations.0.numerator: 'a' is not a monitored"),
+        (
+            {"assets": {"a": {"enabled": False}}, "relations": [{"numerator": "a", "denominator": "b"}]},
+            "relations.0.numerator: 'a' is switched off",
+        ),
+        ({"all_tables": "no"}, "anomaly.all_tables: expected true or false"),
         ({"monitors": {}}, "unknown field(s) ['monitors']"),
     ],
 )

@@ -7,12 +7,13 @@ from __future__ import annotations
 import dagster as dg
 import duckdb
 
+from reliability.anomaly import DAY_COLUMN_METADATA
 from reliability.anomaly import defs as anomaly_area
 from reliability.incidents.defs import build_incident_sensor
 from reliability.incidents.model import Status
 from reliability.incidents.store import IncidentStore
 from reliability.resources import daily_partitions
-from reliability.shop.generator import write_partition
+from reliability.shop.generator import PARTITION_COLUMN, write_partition
 from tests.anomaly.shop_history import SCALE, judge_days, loaded_at, write_days
 from tests.shop_harness import shop_settings
 
@@ -42,9 +43,14 @@ def test_monitors_as_checks_learn_flag_and_open_an_incident(tmp_path, monkeypatc
     with duckdb.connect(str(settings.warehouse_path)) as con:  # customers: first day ever, no history
         write_partition(con, "raw_customers", day, SCALE, loaded_at=loaded_at(day))
     partitions = daily_partitions(settings)
+    specs = [  # DuckDB tables naming their day column, as the raw assets do
+        dg.AssetSpec(a, partitions_def=partitions, kinds={"duckdb"},
+                     metadata={DAY_COLUMN_METADATA: PARTITION_COLUMN[a]})
+        for a in MONITORED
+    ]  # fmt: skip
     defs = dg.Definitions.merge(
-        dg.Definitions(assets=[dg.AssetSpec(a, partitions_def=partitions) for a in MONITORED]),
-        anomaly_area.defs(settings, set(MONITORED)),  # the repo's assets file: its anomaly section
+        dg.Definitions(assets=specs),
+        anomaly_area.defs(settings, specs),  # the repo's assets file's anomaly section
     )
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:

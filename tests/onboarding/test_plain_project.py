@@ -40,6 +40,9 @@ SODA_CHECKS = {
     "raw_orders:soda_amount_missing",
     "raw_orders:soda_row_count",
 }
+# every table (seeds, views, tables) gets anomaly monitors with no configuration; no day column is declared
+# anywhere here, so they judge whole-table snapshots (no freshness monitor)
+ANOMALY_CHECKS = {f"{a}:anomaly_{c}" for a in MODELS | SEEDS for c in ("volume", "null_rate", "distribution")}
 DBT_TESTS = {
     "stg_orders:unique_stg_orders_order_id",
     "stg_orders:not_null_stg_orders_order_id",
@@ -133,7 +136,7 @@ def test_lineage_and_checks(defs: dg.Definitions) -> None:
     }  # fmt: skip
     checks = {f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys}
     # plus the incident status check every asset carries (reliability.mitigation)
-    assert checks == SODA_CHECKS | DBT_TESTS | {f"{key}:open_incident" for key in parents}
+    assert checks == SODA_CHECKS | DBT_TESTS | ANOMALY_CHECKS | {f"{key}:open_incident" for key in parents}
 
 
 def test_blast_radius_cli_from_the_settings_file(project: Path, defs: dg.Definitions) -> None:
@@ -160,7 +163,7 @@ def test_clean_build_then_a_failing_check_opens_one_incident(
         clean = run(defs, dg.AssetSelection.all(), instance)
         assert clean.success
         assert materialized(clean) == MODELS | SEEDS | PLATFORM_ASSETS
-        assert failed_checks(clean) == set() and passed_checks(clean) == SODA_CHECKS | DBT_TESTS
+        assert failed_checks(clean) == set() and passed_checks(clean) == SODA_CHECKS | DBT_TESTS | ANOMALY_CHECKS
         first = sensor(dg.build_sensor_context(instance=instance, definitions=defs))
         with IncidentStore(url) as store:
             assert store.count() == 0, [i.title for i in store.list_incidents()]
