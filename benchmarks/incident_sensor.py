@@ -135,8 +135,10 @@ def run(quick: bool = False) -> list[dict]:
             "failing_events": failing,
             "incidents": incidents,
             "events_per_s": round(n / tick_s),
-            "deferred_after_tick1": {"incidents_without_observations": left_unpublished,
-                                     "incidents_without_root_cause": left_unexplained},  # fmt: skip
+            "deferred_after_tick1": {
+                "incidents_without_observations": left_unpublished,
+                "incidents_without_root_cause": left_unexplained,
+            },  # fmt: skip
             "drain_ticks_s": drain,
             "idle_tick_s": round(idle_s, 3),
             "baseline": f"one transaction per detection, measured on {len(subset)} and scaled to {n}",

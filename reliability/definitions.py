@@ -76,8 +76,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         **dbt_policies(manifest, settings),
     }
     areas = [
-        dbt_area.defs(settings, manifest), incidents_area.defs(settings), contracts_area.defs(settings),
-        mitigation_area.defs(settings), reconciliation_area.defs(settings), review_area.defs(settings),
+        dbt_area.defs(settings, manifest),
+        incidents_area.defs(settings),
+        contracts_area.defs(settings),
+        mitigation_area.defs(settings),
+        reconciliation_area.defs(settings),
+        review_area.defs(settings),
     ]
     if settings.shop_demo:
         areas += [shop_area.defs(settings), kafka_area.defs(settings)]
@@ -102,8 +106,11 @@ def _with_automation(defs: dg.Definitions, settings: Settings) -> dg.Definitions
     return dg.Definitions.merge(
         dg.Definitions(assets=assets),
         dg.Definitions(
-            asset_checks=defs.asset_checks, jobs=defs.jobs, schedules=defs.schedules,
-            sensors=[*(defs.sensors or []), *automation_sensors(groups, settings)], resources=defs.resources,
+            asset_checks=defs.asset_checks,
+            jobs=defs.jobs,
+            schedules=defs.schedules,
+            sensors=[*(defs.sensors or []), *automation_sensors(groups, settings)],
+            resources=defs.resources,
         ),
     )
 
@@ -114,7 +121,10 @@ def _with_mitigation(defs: dg.Definitions) -> dg.Definitions:
     return dg.Definitions(
         assets=with_quarantine_guard(list(defs.assets or [])),
         asset_checks=[*(defs.asset_checks or []), mitigation_area.open_incident_checks(keys)],
-        jobs=defs.jobs, schedules=defs.schedules, sensors=defs.sensors, resources=defs.resources,
+        jobs=defs.jobs,
+        schedules=defs.schedules,
+        sensors=defs.sensors,
+        resources=defs.resources,
     )
 
 

@@ -50,9 +50,19 @@ class PostgresServer:
 
     def create_database(self, name: str) -> str:
         subprocess.run(
-            [*self.run_as, str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-             "-U", "postgres", name],
-            check=True, capture_output=True,
+            [
+                *self.run_as,
+                str(self.bin_dir / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                name,
+            ],
+            check=True,
+            capture_output=True,
         )
         return self.url(name)
 
@@ -76,23 +86,45 @@ def start_postgres() -> PostgresServer:
         data_dir.mkdir()
         shutil.chown(data_dir, "postgres", "postgres")
     subprocess.run(
-        [*run_as, str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
-         "--no-sync", "-E", "UTF8"],
-        check=True, capture_output=True,
+        [
+            *run_as,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data_dir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
     )
     port = _free_port()
     options = f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
     subprocess.run(
-        [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-o", options, "-l",
-         str(data_dir / "server.log"), "-w", "-t", "60", "start"],
-        check=True, capture_output=True,
+        [
+            *run_as,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data_dir),
+            "-o",
+            options,
+            "-l",
+            str(data_dir / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
     )
     server = PostgresServer(port=port, data_dir=data_dir, bin_dir=bin_dir, run_as=run_as)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        probe = subprocess.run(
-            [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
-        )
+        probe = subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True)
         if probe.returncode == 0:
             return server
         time.sleep(0.2)

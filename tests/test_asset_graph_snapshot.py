@@ -31,7 +31,9 @@ def describe(defs: dg.Definitions) -> dict:
             "materializable": node.is_materializable,
             "partitioned": node.partitions_def is not None,
             "automation": node.automation_condition.get_label() if node.automation_condition else None,
-            "freshness": None if freshness is None else {
+            "freshness": None
+            if freshness is None
+            else {
                 "fail_s": freshness.fail_window.to_timedelta().total_seconds(),
                 "warn_s": freshness.warn_window.to_timedelta().total_seconds() if freshness.warn_window else None,
             },

@@ -95,9 +95,7 @@ def _fetch_dicts(con: Any, query: sql.Query) -> list[dict[str, Any]]:
     return [{n: plain(v) for n, v in zip(names, row, strict=True)} for row in cursor.fetchall()]
 
 
-def check_variables(
-    contract: ContractSpec, check: CheckSpec, variables: Mapping[str, str] | None
-) -> dict[str, str]:
+def check_variables(contract: ContractSpec, check: CheckSpec, variables: Mapping[str, str] | None) -> dict[str, str]:
     """The variables one check runs with: a whole-table check drops the partition window (defaults apply)."""
     given = dict(variables or {})
     if check.whole_table:

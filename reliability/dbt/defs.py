@@ -1,6 +1,5 @@
 """dbt models as assets (daily-partitioned where tagged `daily`), tests as checks, exposures as assets."""
 
-
 import importlib.metadata
 import json
 import os
@@ -120,9 +119,13 @@ def defs(settings: Settings, manifest: Mapping[str, Any] | None = None) -> dg.De
     if has_daily:
 
         @dbt_assets(
-            manifest=manifest, select=f"tag:{DAILY_TAG}", name="dbt_daily_models",
-            partitions_def=daily_partitions(settings), dagster_dbt_translator=translator,
-            backfill_policy=dg.BackfillPolicy.single_run(), pool=DUCKDB_POOL,
+            manifest=manifest,
+            select=f"tag:{DAILY_TAG}",
+            name="dbt_daily_models",
+            partitions_def=daily_partitions(settings),
+            dagster_dbt_translator=translator,
+            backfill_policy=dg.BackfillPolicy.single_run(),
+            pool=DUCKDB_POOL,
         )
         def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
             yield from with_test_metadata(
@@ -134,8 +137,11 @@ def defs(settings: Settings, manifest: Mapping[str, Any] | None = None) -> dg.De
     if has_other:
 
         @dbt_assets(
-            manifest=manifest, exclude=f"tag:{DAILY_TAG}" if has_daily else "", name="dbt_models",
-            dagster_dbt_translator=translator, pool=DUCKDB_POOL,
+            manifest=manifest,
+            exclude=f"tag:{DAILY_TAG}" if has_daily else "",
+            name="dbt_models",
+            dagster_dbt_translator=translator,
+            pool=DUCKDB_POOL,
         )
         def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
             yield from with_test_metadata(dbt.cli([dbt_command(context)], context=context).stream(), manifest)
@@ -144,7 +150,10 @@ def defs(settings: Settings, manifest: Mapping[str, Any] | None = None) -> dg.De
 
     exposures = [
         dg.AssetSpec(
-            key=exposure.name, deps=exposure.parents, group_name="exposures", kinds={exposure.type},
+            key=exposure.name,
+            deps=exposure.parents,
+            group_name="exposures",
+            kinds={exposure.type},
             description=exposure.description,
             metadata={
                 "exposure_type": exposure.type,

@@ -107,8 +107,7 @@ def _resolved(
     except PolicyIncomplete as exc:
         missing = ", ".join(f"{field}.{name}" for name in exc.missing)
         raise ConfigError(
-            f"{where}: {missing}: not set, and no rule or default under 'policy:' in {settings.source_file} "
-            "sets it"
+            f"{where}: {missing}: not set, and no rule or default under 'policy:' in {settings.source_file} sets it"
         ) from exc
 
 
@@ -170,8 +169,11 @@ def dbt_exposures(manifest: Mapping[str, Any]) -> list[DbtExposure]:
                 parents.append(node["name"])
         exposures.append(
             DbtExposure(
-                name=exposure["name"], type=exposure.get("type") or "exposure", parents=tuple(parents),
-                description=exposure.get("description") or None, url=exposure.get("url"),
+                name=exposure["name"],
+                type=exposure.get("type") or "exposure",
+                parents=tuple(parents),
+                description=exposure.get("description") or None,
+                url=exposure.get("url"),
             )
         )
     return exposures

@@ -78,8 +78,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(handler=cmd_note)
 
-    p = sub.add_parser("search", help="full text over titles, notes and timelines",
-                       description="Case-insensitive substring search over titles, notes and timelines.")
+    p = sub.add_parser(
+        "search",
+        help="full text over titles, notes and timelines",
+        description="Case-insensitive substring search over titles, notes and timelines.",
+    )
     p.add_argument("text", help="substring to look for (not blank)")
     p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(handler=cmd_search)
@@ -98,9 +101,12 @@ def register(subparsers: Any) -> None:
 
     add_incident_commands(sub)  # reliability incidents stats
 
-    br = subparsers.add_parser("blast-radius", help="everything downstream of an asset (loads Dagster defs)",
-                               description="Everything downstream of an asset, with tiers, owners, partitions "
-                               "and the severity a failure there would get (loads the Dagster definitions).")
+    br = subparsers.add_parser(
+        "blast-radius",
+        help="everything downstream of an asset (loads Dagster defs)",
+        description="Everything downstream of an asset, with tiers, owners, partitions "
+        "and the severity a failure there would get (loads the Dagster definitions).",
+    )
     br.add_argument("asset_key", help="e.g. raw_orders or a/b for multi-part keys")
     br.add_argument("--partition", help="the failing partition, if any (a key of the assets' partitions, "
                     "e.g. a day YYYY-MM-DD)")  # fmt: skip

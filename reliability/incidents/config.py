@@ -79,8 +79,9 @@ def load_incidents_config(path: Path | None = None) -> IncidentsConfig:
     )
 
 
-def open_store(url: str | None = None, config: IncidentsConfig | None = None, *, create: bool = True,
-               url_origin: str | None = None):  # noqa: ANN201
+def open_store(
+    url: str | None = None, config: IncidentsConfig | None = None, *, create: bool = True, url_origin: str | None = None
+):  # noqa: ANN201
     """An `IncidentStore` with this deployment's routing and grouping policy (see `IncidentStore` for
     `create` and `url_origin`)."""
     from reliability.incidents.notify import Router

@@ -28,7 +28,9 @@ def _store(url: str | None) -> Any:
 
 
 def build_incident_sensor(
-    store_url: str | None = None, minimum_interval_seconds: int = 30, name: str = SENSOR_NAME,
+    store_url: str | None = None,
+    minimum_interval_seconds: int = 30,
+    name: str = SENSOR_NAME,
     mitigation: bool = False,
 ) -> dg.SensorDefinition:
     """`mitigation`: after each tick, apply the circuit-breaker policy and report the `open_incident`

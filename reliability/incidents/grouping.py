@@ -96,9 +96,7 @@ def decide(
     reopenable = [
         i
         for i in incidents
-        if not i.active
-        and i.root_asset == asset_key
-        and within_reopen_window(i.resolved_at, at, policy.reopen_window)
+        if not i.active and i.root_asset == asset_key and within_reopen_window(i.resolved_at, at, policy.reopen_window)
     ]
     if reopenable:
         inc = max(reopenable, key=lambda i: i.resolved_at or at)

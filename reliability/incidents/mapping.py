@@ -253,6 +253,7 @@ def detections_from_run_failure(event: RunFailureEvent, graph: LineageGraph | No
     assets += [k for k in event.failed_check_assets if k not in assets and k not in blockers]
     if not assets and not blocked and not blockers:
         assets = list(event.asset_selection) or [f"job:{event.job_name}"]
+
     def failure(asset: str, description: str, blocked_by: tuple[str, ...] = ()) -> Detection:
         return Detection(
             detection_key=f"run:{event.run_id}:{asset}",

@@ -1008,7 +1008,9 @@ class IncidentStore:
             return self._timeline(conn, incident_id)
 
     def timelines(
-        self, kinds: Sequence[TimelineKind] | None = None, incident_ids: Sequence[int] | None = None,
+        self,
+        kinds: Sequence[TimelineKind] | None = None,
+        incident_ids: Sequence[int] | None = None,
         active_only: bool = False,
     ) -> dict[int, list[TimelineEntry]]:
         """Timeline entries (of `kinds`, else all), oldest first, per incident, in ONE query: of

@@ -45,7 +45,6 @@ DEFAULT_GROUP = "reliability.raw_orders"
 METADATA_TIMEOUT_S = 10.0
 
 
-
 class BrokerUnavailable(UserFacingError):
     """A transient broker error (unreachable, restarting, no leader yet): retrying may succeed."""
 

@@ -71,8 +71,12 @@ def cmd_pause(args: argparse.Namespace) -> int:
     mode = Mode.SUGGEST if args.suggest else Mode.AUTO
     with _store(args) as store:
         outcome = pause_incident(instance, store, repo_def, origin, _id(args.id), mode=mode, actor=_actor(args))
-    payload = {"incident": f"INC-{outcome.incident_id}", "mode": str(outcome.mode), "mitigated": outcome.mitigated,
-               "actions": [{"action": a.kind, "description": a.description, **a.data} for a in outcome.actions]}
+    payload = {
+        "incident": f"INC-{outcome.incident_id}",
+        "mode": str(outcome.mode),
+        "mitigated": outcome.mitigated,
+        "actions": [{"action": a.kind, "description": a.description, **a.data} for a in outcome.actions],
+    }
     _print(outcome.summary().splitlines(), args.json, payload)
     return 0
 

@@ -251,8 +251,11 @@ def plan_resume(incident_id: int, state: ContainmentState, held_by_others: Mappi
         actions.append(PlannedAction(RESUME_KAFKA, f"resume Kafka ingestion of {asset}", {"asset": asset}))
     if state.quarantined:
         lifted = ", ".join(sorted(q.asset for q in state.quarantined))
-        actions.append(PlannedAction(LIFT, f"lift the quarantine of {lifted}", {"assets": sorted(q.asset for q in
-                                                                                         state.quarantined)}))
+        actions.append(
+            PlannedAction(
+                LIFT, f"lift the quarantine of {lifted}", {"assets": sorted(q.asset for q in state.quarantined)}
+            )
+        )
     return actions
 
 

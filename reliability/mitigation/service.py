@@ -87,8 +87,15 @@ def pause_incident(instance: dg.DagsterInstance, store: Any, repo_def: dg.Reposi
     automations = [i.automation for i in found]
     if origin is None:  # suggest without an origin: assume every automation runs as declared
         automations = [replace(a, running=True) for a in _declared_automations(repo_def)]
-    planned = plan_containment(incident_id, inc.root_asset, radius_from_incident(inc.blast_radius), automations,
-                               controls.kafka_fed_assets(repo_def), state, _stopped_by_others(store, incident_id))
+    planned = plan_containment(
+        incident_id,
+        inc.root_asset,
+        radius_from_incident(inc.blast_radius),
+        automations,
+        controls.kafka_fed_assets(repo_def),
+        state,
+        _stopped_by_others(store, incident_id),
+    )
     outcome = BreakerOutcome(incident_id, mode)
     if mode is Mode.SUGGEST:
         outcome.actions = as_suggestions([*planned, policy_marker(mode, inc.severity, len(planned))], state)

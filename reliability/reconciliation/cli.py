@@ -67,8 +67,10 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         return 0
     plan = result.plan
     root_keys = ", ".join(plan.root_partitions) or "unpartitioned"
-    print(f"INC-{incident_id}: rebuild {plan.size} (asset, partition) pair(s) from {plan.root} "
-          f"[{root_keys}; partitions from {result.partitions_from}]")
+    print(
+        f"INC-{incident_id}: rebuild {plan.size} (asset, partition) pair(s) from {plan.root} "
+        f"[{root_keys}; partitions from {result.partitions_from}]"
+    )
     for line in plan.lines():
         print(f"  {line}")
     if result.kafka_replay is not None:

@@ -184,7 +184,6 @@ def naive_size(graph: LineageGraph, root: str, partition_count: int, not_materia
                if not graph.info[i].is_exposure and graph.keys[i] not in skip)  # fmt: skip
 
 
-
 # ------------------------------------------------------------------------------- the root's partitions
 def incident_root_partitions(blast_radius: Mapping[str, object], root: str) -> tuple[str, ...]:
     """The root's affected partitions as the incident recorded them (its blast radius lists the keys hit

@@ -4,7 +4,6 @@ Orders reach `raw_orders` through Kafka (reliability.kafka); the generator still
 loads and benchmarks (`reliability shop generate`).
 """
 
-
 from datetime import date
 
 import dagster as dg
@@ -30,8 +29,13 @@ class ShopGenerator(dg.ConfigurableResource):
 
 def _raw_table_asset(table: str, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
-        name=table, partitions_def=partitions_def, pool=DUCKDB_POOL, kinds={"duckdb"}, group_name="raw",
-        code_version="1", backfill_policy=dg.BackfillPolicy.single_run(),
+        name=table,
+        partitions_def=partitions_def,
+        pool=DUCKDB_POOL,
+        kinds={"duckdb"},
+        group_name="raw",
+        code_version="1",
+        backfill_policy=dg.BackfillPolicy.single_run(),
         metadata={DAY_COLUMN_METADATA: PARTITION_COLUMN[table]},  # the anomaly monitors' day column
     )
     def raw_table(

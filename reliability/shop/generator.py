@@ -78,14 +78,14 @@ def _orders_select(scale: ShopScale, day: date) -> str:
     return f"""
         select
             i as order_id,
-            {first_customer} + {_rand(scale.seed, 'i', 'customer', scale.customers_per_day)} as customer_id,
+            {first_customer} + {_rand(scale.seed, "i", "customer", scale.customers_per_day)} as customer_id,
             date '{day.isoformat()}' as order_date,
-            date '{day.isoformat()}' + to_seconds({_rand(scale.seed, 'i', 'time', 86400)})
+            date '{day.isoformat()}' + to_seconds({_rand(scale.seed, "i", "time", 86400)})
                 as ordered_at,
             {statuses}[1 + (case
                 when {pct} < 10 then 0 when {pct} < 25 then 1 when {pct} < 85 then 2
                 when {pct} < 90 then 3 else 4 end)] as status,
-            ({_rand(scale.seed, 'i', 'amount', 50000)} / 100.0 + 1)::decimal(12, 2) as amount
+            ({_rand(scale.seed, "i", "amount", 50000)} / 100.0 + 1)::decimal(12, 2) as amount
         from range({first_id}, {first_id + scale.orders_per_day}) as t(i)"""
 
 
@@ -98,7 +98,7 @@ def _customers_select(scale: ShopScale, day: date) -> str:
             i as customer_id,
             'Customer ' || i as name,
             'customer' || i || '@example.com' as email,
-            {countries}[1 + {_rand(scale.seed, 'i', 'country', 8)}] as country,
+            {countries}[1 + {_rand(scale.seed, "i", "country", 8)}] as country,
             date '{day.isoformat()}' as signup_date
         from range({first_id}, {first_id + scale.customers_per_day}) as t(i)"""
 
@@ -110,7 +110,7 @@ def _payments_select(scale: ShopScale, day: date) -> str:
             o.order_id as payment_id,
             o.order_id,
             o.order_date as payment_date,
-            {methods}[1 + {_rand(scale.seed, 'o.order_id', 'method', 4)}] as method,
+            {methods}[1 + {_rand(scale.seed, "o.order_id", "method", 4)}] as method,
             o.amount
         from ({_orders_select(scale, day)}) as o
         where o.status <> 'cancelled'"""

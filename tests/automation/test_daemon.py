@@ -26,8 +26,6 @@ DEADLINE_S = 900  # generous: a loaded 2-core machine runs each Dagster run slow
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-
-
 def test_daemon_builds_every_partition_and_a_stale_asset_opens_an_incident(
     kafka_broker, topic_name, tmp_path, monkeypatch
 ):
@@ -69,12 +67,17 @@ def test_daemon_builds_every_partition_and_a_stale_asset_opens_an_incident(
         keys = [k.isoformat() for k in days]
 
         def built_everything() -> bool:
-            return all(
-                set(keys) <= instance.get_materialized_partitions(dg.AssetKey(asset)) for asset in DAILY
-            ) and instance.get_latest_materialization_event(dg.AssetKey("customer_lifetime_value")) is not None
+            return (
+                all(set(keys) <= instance.get_materialized_partitions(dg.AssetKey(asset)) for asset in DAILY)
+                and instance.get_latest_materialization_event(dg.AssetKey("customer_lifetime_value")) is not None
+            )
 
-        wait_for("every daily partition and customer_lifetime_value built by the daemon", built_everything, log,
-                 timeout_s=DEADLINE_S)
+        wait_for(
+            "every daily partition and customer_lifetime_value built by the daemon",
+            built_everything,
+            log,
+            timeout_s=DEADLINE_S,
+        )
 
         # raw_orders came from Kafka, and its Soda contract ran after the micro-batch, in the same run
         orders = instance.get_latest_materialization_event(dg.AssetKey("raw_orders"))
@@ -90,8 +93,7 @@ def test_daemon_builds_every_partition_and_a_stale_asset_opens_an_incident(
         # nothing was launched by hand: every run came from a sensor or a backfill the automation made
         runs = instance.get_run_records()
         assert runs and all(
-            r.dagster_run.tags.get("dagster/sensor_name") or r.dagster_run.tags.get("dagster/backfill")
-            for r in runs
+            r.dagster_run.tags.get("dagster/sensor_name") or r.dagster_run.tags.get("dagster/backfill") for r in runs
         ), [r.dagster_run.tags for r in runs]
         # backfills of daily assets ran as single runs, not one run per day
         assert len(runs) <= 10, [r.dagster_run.job_name for r in runs]

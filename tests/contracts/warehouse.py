@@ -24,15 +24,19 @@ def build_clean_warehouse(path: Path, orders: int = 200, now: datetime | None = 
     at = (now or utcnow()).astimezone(UTC).replace(tzinfo=None)
     clock = {"now": at, "today": at.date()}
     with duckdb.connect(str(path)) as con:
-        con.execute(f"""
+        con.execute(
+            f"""
             create or replace table raw_customers as
             select i::bigint as customer_id, 'Customer ' || i as name,
                    'customer' || i || '@example.com' as email,
                    {COUNTRIES}[1 + (i % 4)::int] as country,
                    ($today::date - (i % 5)::int) as signup_date,
                    $now::timestamp as _loaded_at
-            from range(1, {customers + 1}) t(i)""", clock)
-        con.execute(f"""
+            from range(1, {customers + 1}) t(i)""",
+            clock,
+        )
+        con.execute(
+            f"""
             create or replace table raw_orders as
             select i::bigint as order_id, (1 + i % {customers})::bigint as customer_id,
                    ($today::date - (i % 3)::int) as order_date,
@@ -40,7 +44,9 @@ def build_clean_warehouse(path: Path, orders: int = 200, now: datetime | None = 
                    {STATUSES}[1 + (i % 5)::int] as status,
                    (10 + (i % 50) * 3.5)::decimal(12, 2) as amount,
                    $now::timestamp as _loaded_at
-            from range(1, {orders + 1}) t(i)""", clock)
+            from range(1, {orders + 1}) t(i)""",
+            clock,
+        )
         con.execute(f"""
             create or replace table raw_payments as
             select order_id as payment_id, order_id, order_date as payment_date,

@@ -57,8 +57,7 @@ def _detections(n: int) -> list[Detection]:
 
 def _logs(caplog) -> str:
     return "\n".join(
-        r.getMessage() + (logging.Formatter().formatException(r.exc_info) if r.exc_info else "")
-        for r in caplog.records
+        r.getMessage() + (logging.Formatter().formatException(r.exc_info) if r.exc_info else "") for r in caplog.records
     )
 
 

@@ -22,9 +22,7 @@ def _report(url: str, barrier, keys: list[str], asset_of: dict[str, str] | None,
         opened = []
         for key in keys:
             asset = asset_of[key] if asset_of else "raw_orders"
-            res = store.ingest(
-                [Detection(key, asset, Source.ASSET_CHECK, "dup", T0 + timedelta(seconds=1))], None
-            )
+            res = store.ingest([Detection(key, asset, Source.ASSET_CHECK, "dup", T0 + timedelta(seconds=1))], None)
             opened += res.opened
         store.close()
         queue.put(("ok", opened))
@@ -36,9 +34,7 @@ def _run(url: str, jobs: list[tuple[list[str], dict[str, str] | None]]) -> list[
     ctx = mp.get_context("fork")
     IncidentStore(url).close()  # schema first, as the Dagster daemon would
     barrier, queue = ctx.Barrier(len(jobs)), ctx.Queue()
-    procs = [
-        ctx.Process(target=_report, args=(url, barrier, keys, asset_of, queue)) for keys, asset_of in jobs
-    ]
+    procs = [ctx.Process(target=_report, args=(url, barrier, keys, asset_of, queue)) for keys, asset_of in jobs]
     for p in procs:
         p.start()
     results = [queue.get(timeout=180) for _ in procs]

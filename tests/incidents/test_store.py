@@ -107,7 +107,7 @@ def test_every_transition_through_the_store(store_url):
                 assert moved.resolved_at is None and moved.mitigated_at is None
             elif target != Status.ACKNOWLEDGED:
                 assert getattr(moved, f"{target}_at") == moved.updated_at
-            added = store.get(inc_id).timeline[len(before.timeline):]
+            added = store.get(inc_id).timeline[len(before.timeline) :]
             assert [(e.kind, e.actor) for e in added] == [("status_change", "bob"), ("note", "bob")]
             assert (added[0].data["from"], added[0].data["to"]) == (source, target)
             assert added[1].message == f"{source} to {target}"
@@ -144,9 +144,7 @@ def test_timeline_and_detections_are_append_only_in_the_database(store_url):
 def test_grouping_upstream_soda_then_downstream_dbt_is_one_incident(store_url):
     graph = shop_graph()
     with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={})) as store:
-        store.ingest(
-            [det("soda-1", "raw_orders", "soda_duplicate", fault_class=FaultClass.DUPLICATES)], graph, now=T0
-        )
+        store.ingest([det("soda-1", "raw_orders", "soda_duplicate", fault_class=FaultClass.DUPLICATES)], graph, now=T0)
         store.ingest(
             [det("dbt-1", "fct_orders", "unique_fct_orders_order_id", at=T0 + timedelta(minutes=3))],
             graph, now=T0 + timedelta(minutes=3),
@@ -190,9 +188,7 @@ def test_outside_the_window_and_unrelated_failures_open_separate_incidents(store
     with IncidentStore(store_url, clock=SteppingClock(), router=Router(environ={}), policy=policy) as store:
         store.ingest([det("a", "raw_orders")], graph, now=T0)
         store.ingest([det("b", "raw_customers", at=T0 + timedelta(minutes=1))], graph, now=T0)
-        store.ingest(
-            [det("c", "daily_revenue", at=T0 + timedelta(hours=2))], graph, now=T0 + timedelta(hours=2)
-        )
+        store.ingest([det("c", "daily_revenue", at=T0 + timedelta(hours=2))], graph, now=T0 + timedelta(hours=2))
         assert sorted(i.root_asset for i in store.list_incidents()) == [
             "daily_revenue", "raw_customers", "raw_orders"
         ]  # fmt: skip
@@ -296,9 +292,7 @@ def test_hostile_asset_keys_and_notes_are_stored_and_found_verbatim(store_url):
             assert any(inc.root_asset == needle for inc, _ in found), needle
         # LIKE wildcards in the needle are literal
         assert [inc.root_asset for inc, _ in store.search("50% of_")] == [HOSTILE[2]]
-        assert store.search("%") and all(
-            "%" in inc.title or "%" in " ".join(w) for inc, w in store.search("%")
-        )
+        assert store.search("%") and all("%" in inc.title or "%" in " ".join(w) for inc, w in store.search("%"))
         assert store.count() == len(HOSTILE)
 
 

@@ -295,8 +295,9 @@ def test_pause_and_resume_jobs_take_the_incident_id_as_config(location, store) -
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
     _, repo, origin = location
-    recon = ReconstructableRepository.for_module("reliability.definitions", "defs",
-                                                 working_directory=str(Path(__file__).resolve().parents[2]))
+    recon = ReconstructableRepository.for_module(
+        "reliability.definitions", "defs", working_directory=str(Path(__file__).resolve().parents[2])
+    )
 
     def launch(job: str, instance: dg.DagsterInstance, config: dict, tags: dict | None = None) -> bool:
         with dg.execute_job(recon.get_reconstructable_job(job), instance, tags=tags,

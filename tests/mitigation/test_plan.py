@@ -142,7 +142,11 @@ def test_kafka_fed_root_is_paused_at_the_consumer_not_by_stopping_its_sensor() -
     ]
     actions = plan_containment(3, "raw_orders", radius, automations, {"raw_orders"}, containment_state(3, []))
     assert [(a.kind, a.data.get("name") or a.data.get("asset")) for a in actions] == [
-        (STOP, "automation_dbt"), (PAUSE_KAFKA, "raw_orders"), (QUARANTINE, "raw_orders"), (QUARANTINE, "stg_orders")]
+        (STOP, "automation_dbt"),
+        (PAUSE_KAFKA, "raw_orders"),
+        (QUARANTINE, "raw_orders"),
+        (QUARANTINE, "stg_orders"),
+    ]
     state = containment_state(3, actions_entries(actions))
     assert state.kafka_paused == {"raw_orders"}
 

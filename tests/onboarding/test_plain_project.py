@@ -98,7 +98,9 @@ def test_loads_with_policy_from_rules_and_default(defs: dg.Definitions) -> None:
     graph = defs.resolve_asset_graph()
     policy = {
         key.to_user_string(): (
-            graph.get(key).owners, graph.get(key).tags["tier"], graph.get(key).metadata["policy_source"]
+            graph.get(key).owners,
+            graph.get(key).tags["tier"],
+            graph.get(key).metadata["policy_source"],
         )
         for key in graph.get_all_asset_keys()
     }

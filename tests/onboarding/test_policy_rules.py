@@ -98,9 +98,7 @@ def test_rules_that_select_nothing_are_found() -> None:
 
 def _settings_file(tmp_path: Path, policy_yaml: str) -> Path:
     path = tmp_path / "reliability.yaml"
-    path.write_text(
-        "warehouse_path: w.duckdb\ndbt_project_dir: dbt\ncontracts_dir: contracts\npolicy:\n" + policy_yaml
-    )
+    path.write_text("warehouse_path: w.duckdb\ndbt_project_dir: dbt\ncontracts_dir: contracts\npolicy:\n" + policy_yaml)
     return path
 
 

@@ -28,8 +28,6 @@ PLANNED = {("raw_payments", DAY), ("stg_payments", DAY), ("fct_orders", DAY), ("
 BAD_METHOD = f"update raw_payments set method = 'bitcoin' where payment_date = date '{DAY}'"
 
 
-
-
 def test_the_daemon_rebuilds_exactly_the_plan_and_the_verified_incident_is_resolved(tmp_path, monkeypatch):
     home = tmp_path / "dagster_home"
     home.mkdir()

@@ -50,12 +50,15 @@ def checksums(warehouse, plan: ReconcilePlan) -> dict[str, tuple]:  # noqa: ANN0
             columns = [r[0] for r in con.execute(
                 "select column_name from information_schema.columns where table_name = ? order by ordinal_position",
                 [table]).fetchall() if r[0] != "_loaded_at"]  # fmt: skip
-            where = f"where {DATE_COLUMNS[table]} in ({', '.join(repr(p) for p in step.partitions)})" \
-                if step.partitions else ""
+            where = (
+                f"where {DATE_COLUMNS[table]} in ({', '.join(repr(p) for p in step.partitions)})"
+                if step.partitions
+                else ""
+            )
             cols = ", ".join(f'"{c}"' for c in columns)
             out[table] = con.execute(
                 f"select count(*), md5(string_agg(r, '|' order by r)) from "
-                f"(select cast(row({cols}) as varchar) as r from \"{table}\" {where})"
+                f'(select cast(row({cols}) as varchar) as r from "{table}" {where})'
             ).fetchone()
     return out
 

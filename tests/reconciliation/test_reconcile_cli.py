@@ -49,8 +49,10 @@ def test_dry_run_prints_the_plan_and_changes_nothing(incident, capsys):
         before = len(store.timeline(incident_id))
     assert cli.main(["incidents", "reconcile", f"INC-{incident_id}", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert f"INC-{incident_id}: rebuild 5 (asset, partition) pair(s) from raw_payments [{DAY}; partitions from " \
-           "incident]" in out
+    assert (
+        f"INC-{incident_id}: rebuild 5 (asset, partition) pair(s) from raw_payments [{DAY}; partitions from "
+        "incident]" in out
+    )
     assert "4. customer_lifetime_value: unpartitioned, once" in out and "dry run: nothing submitted" in out
     with IncidentStore(url) as store:
         assert len(store.timeline(incident_id)) == before

@@ -58,8 +58,10 @@ def test_the_options_name_the_roots_partitions_before_the_incident_and_not_both_
 
     from reliability.reconciliation.service import root_partitions
 
-    incident = SimpleNamespace(root_asset="raw_payments",
-                               blast_radius={"assets": [{"asset_key": "raw_payments", "partitions": ["2026-02-02"]}]})
+    incident = SimpleNamespace(
+        root_asset="raw_payments",
+        blast_radius={"assets": [{"asset_key": "raw_payments", "partitions": ["2026-02-02"]}]},
+    )
     assert root_partitions(incident, DAYS) == (("2026-02-02",), "incident")
     assert root_partitions(incident, DAYS, ["2026-02-04"]) == (("2026-02-04",), "--partition")
     assert root_partitions(incident, DAYS, (), "2026-02-01..2026-02-02") == (tuple(DAYS[:2]), "--partition-range")
