@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export SODA_CORE_TELEMETRY_ENABLED=false DO_NOT_TRACK=1
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 # Start the broker up front (the first start resolves Kafka from Maven Central); stop it afterwards
 # only if this script started it.
 if ! .venv/bin/reliability kafka status >/dev/null 2>&1; then
@@ -28,5 +29,6 @@ if [ $# -eq 0 ]; then
     tests/kafka/test_ingest_units.py tests/kafka/test_validation.py tests/mitigation/test_plan.py \
     tests/reconciliation/test_plan.py tests/reconciliation/test_verdict.py tests/review/test_causes.py \
     tests/review/test_metrics.py tests/review/test_postmortem.py tests/anomaly/test_detector.py \
-    tests/anomaly/test_cli_and_config.py tests/ci/test_core.py
+    tests/anomaly/test_cli_and_config.py tests/anomaly/test_discovery.py tests/anomaly/test_judge_run.py \
+    tests/ci/test_core.py
 fi
