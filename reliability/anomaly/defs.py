@@ -189,21 +189,34 @@ class RunJudgement:
 def judge_run(
     con: Any, config: AnomalyConfig, asset: str, days: list[date], now: datetime, excluded: set[date]
 ) -> RunJudgement:
-    """Which days a run judges: its partitions; else, with a day column, the complete days new or
-    changed since the last judgement; else a whole-table snapshot for today."""
+    """Which days a run judges: its complete partitions; else, with a day column, the complete days new
+    or changed since the last judgement; else a whole-table snapshot for today. A partition still in
+    progress (today's, filled all day) is never judged: it would look like a volume drop until
+    midnight. A run that builds it judges the complete days new or changed since instead, so
+    yesterday gets its verdict on its final rows."""
     from reliability.anomaly.service import NEW_DAYS_LOOKBACK, judge_asset_day, judge_new_days
 
     monitors = config.assets[asset]
+    today = now.date()
     if monitors.partition_column is None:
-        today = now.date()
         verdicts = {today: by_fault_class(judge_asset_day(con, config, asset, today, now, excluded))}
         return RunJudgement(verdicts, "snapshot", [today], lead="whole-table snapshot (no day column): ")
-    if days:
-        verdicts = {day: by_fault_class(judge_asset_day(con, config, asset, day, now, excluded)) for day in days}
+    complete = [day for day in days if day < today]
+    verdicts = {day: by_fault_class(judge_asset_day(con, config, asset, day, now, excluded)) for day in complete}
+    if days and len(complete) == len(days):
         return RunJudgement(verdicts, "partitions", days)
     new = judge_new_days(con, config, asset, now, excluded)
+    if days:
+        in_progress = ", ".join(day.isoformat() for day in days if day >= today)
+        for day, day_verdicts in new.verdicts.items():
+            verdicts.setdefault(day, by_fault_class(day_verdicts))
+        judged = sorted({*complete, *new.judged})
+        lead = f"{in_progress} in progress (judged once complete); "
+        if not judged and new.repeated is not None:
+            lead += f"no new or changed complete day since {new.repeated}; its verdict again: "
+        empty = ("nothing_to_judge", f"nothing to judge yet: {in_progress} in progress, judged once complete")
+        return RunJudgement(verdicts, "partitions", judged, empty=empty, lead=lead)
     verdicts = {day: by_fault_class(v) for day, v in new.verdicts.items()}
-    today = now.date().isoformat()
     if new.repeated is not None:
         lead = f"no new or changed complete day since {new.repeated} ({today} is in progress); its verdict again: "
         return RunJudgement(verdicts, "new_days", [], lead=lead)

@@ -57,3 +57,30 @@ def test_a_table_without_day_column_is_one_snapshot_per_check_day_and_a_halved_t
         assert not result.passed and result.metadata[PARTITION_KEYS_METADATA].value == [day.isoformat()]
         assert result.description.startswith("whole-table snapshot (no day column): anomaly on 1 day(s)")
         assert FaultClass.FRESHNESS not in judged.verdicts[day]  # no day end to measure freshness against
+
+
+def test_a_partitioned_run_of_the_day_in_progress_judges_yesterday_not_today(tmp_path) -> None:
+    """Today's partition (end_offset=1) is rebuilt all day: judging it would flag a volume drop every
+    morning. Its run judges the complete days new or changed since instead."""
+    days = [FIRST_DAY + timedelta(days=n) for n in range(6)]
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        for day in days[:5]:
+            write_partition(con, "raw_orders", day, SCALE, loaded_at=_noon(day))
+            assert judge_run(con, CONFIG, "raw_orders", [day], _noon(day) + timedelta(days=1), set()).judged == [day]
+        today = days[5]  # a tenth of the day so far: a drop if it were judged as a whole day
+        write_partition(con, "raw_orders", today, SCALE, loaded_at=_noon(today))
+        con.execute("delete from raw_orders where order_date = ? and order_id % 10 <> 0", [today])
+        morning = judge_run(con, CONFIG, "raw_orders", [today], _noon(today).replace(hour=2), set())
+        assert morning.judged == [] and today not in morning.verdicts
+        result = check_result("raw_orders", morning.verdicts, FaultClass.VOLUME, False, None, morning.empty,
+                              morning.lead)  # fmt: skip
+        assert result.passed and result.description.startswith(f"{today} in progress (judged once complete); ")
+        # yesterday's late rows arrive with today's run: yesterday is judged again, on its final rows
+        con.execute("insert into raw_orders select * from raw_orders where order_date = ? limit 3", [days[4]])
+        later = judge_run(con, CONFIG, "raw_orders", [days[4], today], _noon(today), set())
+        assert later.mode == "partitions" and later.judged == [days[4]] and today not in later.verdicts
+        # the next day, today's partition is complete and a run of it is judged like any other
+        next_day = judge_run(con, CONFIG, "raw_orders", [today], _noon(today) + timedelta(days=1), set())
+        assert next_day.judged == [today]
+        failed = check_result("raw_orders", next_day.verdicts, FaultClass.VOLUME, False, None, next_day.empty)
+        assert not failed.passed and failed.metadata[PARTITION_KEYS_METADATA].value == [today.isoformat()]
