@@ -196,6 +196,18 @@ class KafkaReplay:
             out.append(f"  {self.outcome.summary()}")
         return out
 
+    def summary(self) -> str:
+        """One line for the incident timeline; the offsets per partition stay in the entry's data."""
+        messages = sum(p.messages for p in self.partitions)
+        line = (f"replay {self.topic} for {', '.join(self.days)}: {messages} message(s) in "
+                f"{len(self.partitions)} partition(s)")  # fmt: skip
+        if self.outcome is not None:
+            return f"{line}; {self.outcome.summary()}"
+        letters = sum(len(p.dead_letters) for p in self.partitions)
+        copies = sum(len(p.copies or ()) for p in self.partitions)
+        planned = f"{line}; {letters} dead letter(s) to replay"
+        return planned + (f", {copies} producer copy(ies) to drop" if copies else "")
+
     def to_dict(self) -> dict[str, object]:
         copy_of = {f"{p}:{o}": f"{p}:{first}" for (p, o), (first, _) in sorted(self.copies.items())}
         return {"topic": self.topic, "days": list(self.days), "partitions": [p.to_dict() for p in self.partitions],

@@ -85,7 +85,7 @@ def reconcile(store: Any, instance: Any, asset_graph: Any, incident_id: int, *, 
     if dry_run:
         return Reconciliation(incident_id, plan, source, None, replay)
     if replay is not None:
-        store.add_timeline(incident_id, actor, TimelineKind.ACTION, "; ".join(replay.lines()),
+        store.add_timeline(incident_id, actor, TimelineKind.ACTION, replay.summary(),
                            {"action": KAFKA_REPLAY_ACTION, **replay.to_dict()}, now=now)  # fmt: skip
     backfill_id = launch_backfill(instance, asset_graph, plan, incident.display_id, now)
     action = PlannedAction(

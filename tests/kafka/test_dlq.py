@@ -27,7 +27,7 @@ from reliability.kafka.dlq import (
     select_letters,
     window_offset,
 )
-from reliability.kafka.dlq_ops import archive, drop_producer_copies, load_dead_letters, replay
+from reliability.kafka.dlq_ops import KafkaReplay, archive, drop_producer_copies, load_dead_letters, replay
 from reliability.kafka.events import ORDER_STATUSES, encode, order_event
 from reliability.kafka.warehouse import HANDLED_TABLE, OUTBOX_TABLE, ensure_tables, unhandled_dlq_depth
 
@@ -79,6 +79,12 @@ def test_replay_window_days_and_offsets_per_partition():
                            "replay, 1 already handled, 5 not ingested yet")  # fmt: skip
     nothing_yet = partition_replay(1, 0, 8, None, unhandled=[], handled=[])
     assert (nothing_yet.rows, nothing_yet.not_ingested) == (0, 8)
+    # the incident timeline gets one line; the offsets per partition stay in the plan's lines and data
+    copies = partition_replay(1, 0, 8, 8, unhandled=[], handled=[], copies=[3, 6])
+    plan = KafkaReplay("shop.orders", ("2026-02-03",), [part, copies], drop_copies=True)
+    assert plan.summary() == ("replay shop.orders for 2026-02-03: 28 message(s) in 2 partition(s); "
+                              "2 dead letter(s) to replay, 2 producer copy(ies) to drop")  # fmt: skip
+    assert len(plan.lines()) == 3
 
 
 def test_a_producer_copy_is_an_identical_key_and_payload_at_a_later_offset_of_the_same_partition():

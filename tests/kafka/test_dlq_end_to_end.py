@@ -131,6 +131,10 @@ def test_bad_messages_incident_pause_fix_replay_archive_resolve(kafka_broker, to
         assert done.backfill_id and instance.get_backfill(done.backfill_id) is not None
         (recorded,) = [e for e in store.timeline(inc_id) if e.data.get("action") == KAFKA_REPLAY_ACTION]
         assert recorded.data["partitions"][0]["start"] == 0 and recorded.data["outcome"]["replayed"] == ["1:10"]
+        # the timeline says it in one line; the offsets per partition stay in the entry's data
+        assert recorded.message.startswith(f"replay {topic_name} for {DAY}: 22 message(s) in 2 partition(s); "
+                                           "replayed 1 dead letter(s) into rows; 1 still fail validation")  # fmt: skip
+        assert "\n" not in recorded.message and "offsets" not in recorded.message
         again = reconcile(store, instance, graph, inc_id, now=now, partitions=[DAY], replay_kafka=replayer)
         # idempotent: nothing replayed twice; what still fails stays one dead letter
         assert again.kafka_replay.outcome.replayed == [] and len(again.kafka_replay.outcome.still_invalid) == 1
