@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -107,15 +107,23 @@ def consumer(group_id: str, bootstrap: str | None = None, **extra: Any):
     return Consumer(base_config(bootstrap, **config))
 
 
-def ensure_topic(topic: str, partitions: int, bootstrap: str | None = None, timeout_s: float = 30) -> bool:
-    """Create `topic` unless it exists; returns True if this call created it."""
+def ensure_topic(
+    topic: str,
+    partitions: int,
+    bootstrap: str | None = None,
+    timeout_s: float = 30,
+    config: Mapping[str, str] | None = None,
+) -> bool:
+    """Create `topic` (with topic-level `config`, e.g. `retention.ms`) unless it exists; returns True if
+    this call created it."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
     client = admin(bootstrap)
     if topic in client.list_topics(timeout=timeout_s).topics:
         return False
-    future = client.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
+    new_topic = NewTopic(topic, num_partitions=partitions, replication_factor=1, config=dict(config or {}))
+    future = client.create_topics([new_topic])[topic]
     try:
         future.result(timeout=timeout_s)
     except KafkaException as exc:

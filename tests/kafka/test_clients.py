@@ -40,3 +40,19 @@ def test_a_transient_error_that_lasts_gives_up_at_the_timeout():
 
     with pytest.raises(KafkaException):
         retry_transient(call, timeout_s=0.0, sleep=lambda _: None)
+
+
+@pytest.mark.kafka
+def test_a_topic_is_created_with_its_topic_level_config(kafka_broker, topic_name):
+    """Tests whose messages carry event times months back keep them with `retention.ms=-1`: the broker's
+    time retention would otherwise delete them mid-test."""
+    from confluent_kafka.admin import ConfigResource
+
+    from reliability.kafka import clients
+
+    assert clients.ensure_topic(topic_name, 2, kafka_broker, config={"retention.ms": "-1"})
+    assert not clients.ensure_topic(topic_name, 2, kafka_broker, config={"retention.ms": "-1"})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic_name)
+    admin = clients.admin(kafka_broker)  # kept alive until the answer arrives
+    configs = admin.describe_configs([resource])[resource].result(timeout=30)
+    assert configs["retention.ms"].value == "-1"

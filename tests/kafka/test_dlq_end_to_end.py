@@ -67,7 +67,9 @@ def test_bad_messages_incident_pause_fix_replay_archive_resolve(kafka_broker, to
     monkeypatch.setenv("RELIABILITY_INCIDENT_STORE_URL", store_url)  # what the Kafka sensor reads
     warehouse = tmp_path / "wh.duckdb"
     group = f"g.{topic_name}"
-    clients.ensure_topic(topic_name, 2, kafka_broker)
+    # the messages carry their event time, months back: the broker's 7-day time retention would delete
+    # them mid-test, so this topic keeps everything
+    clients.ensure_topic(topic_name, 2, kafka_broker, config={"retention.ms": "-1"})
     # the bad day: 20 orders, one `refunded` (fixable) and one cut-off JSON (not fixable) among them
     day = [(i, _good(i)) for i in range(1, 21)] + [(21, _refunded(21)), (22, _good(22)[:-6])]
     _produce(kafka_broker, topic_name, day, DAY_START + timedelta(hours=9))

@@ -149,7 +149,9 @@ def test_replay_kafka_dry_run_prints_the_offsets_of_the_bad_day_per_partition(
     monkeypatch.setattr("reliability.settings.get_settings", lambda: shop_settings(tmp_path))
     url = f"sqlite:///{tmp_path / 'incidents.db'}"
     monkeypatch.setenv("RELIABILITY_INCIDENT_STORE_URL", url)
-    clients.ensure_topic(topic_name, 2, kafka_broker)
+    # the messages carry their event time, months back: the broker's 7-day time retention would delete
+    # them mid-test, so this topic keeps everything
+    clients.ensure_topic(topic_name, 2, kafka_broker, config={"retention.ms": "-1"})
     day = datetime.fromisoformat(DAY).replace(tzinfo=UTC)
 
     def send(partition: int, value: bytes, at: datetime) -> None:

@@ -94,7 +94,9 @@ def test_duplicate_orders_reconciled_and_the_postmortem_names_the_producer_with_
     # warehouse has them
     before = GENERATED | dg.AssetSelection.assets("stg_customers")
     assert run(defs, before, dg.DagsterInstance.ephemeral(), partition_key=DAY).success
-    clients.ensure_topic(topic_name, 4, kafka_broker)
+    # the orders carry their order time, days back: the broker's 7-day time retention would delete them
+    # mid-test (the post-mortem then reads an empty topic), so this topic keeps everything
+    clients.ensure_topic(topic_name, 4, kafka_broker, config={"retention.ms": "-1"})
     # each order stamped with its order time, as the shop produces it: the day's window finds them
     produced = produce_shop_days(topic_name, [date.fromisoformat(DAY)], ShopScale(), bootstrap=kafka_broker,
                                  resend_every=RESEND_EVERY, at_order_time=True)  # fmt: skip
