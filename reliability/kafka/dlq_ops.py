@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -106,11 +107,34 @@ def _handled_positions(con, topic: str) -> set[tuple[int, int]]:
     return {(int(p), int(o)) for p, o in rows}
 
 
+HANDLED_INSERT = f"""insert into {HANDLED_TABLE} (source_topic, source_partition, source_offset, action, reason,
+    incident, actor, handled_at) values (?, ?, ?, ?, ?, ?, ?, ?)"""
+
+
+@contextmanager
+def _handled_together(con, topic: str, what: str, doing: str) -> Iterator[None]:
+    """One DuckDB transaction for rows and their handled marks, so a position is handled exactly once;
+    a failure commits nothing and says so (`what`: "dead letters", `doing`: "replaying")."""
+    import duckdb
+
+    try:
+        con.execute("begin transaction")
+        yield
+        con.execute("commit")
+    except duckdb.Error as exc:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("rollback")
+        if isinstance(exc, duckdb.ConstraintException):
+            raise UserFacingError(f"{what} of {topic} were handled by another replay meanwhile; "
+                                  "nothing of this one was committed, run it again") from exc  # fmt: skip
+        raise UserFacingError(f"{doing} {what} of {topic} failed, nothing committed: "
+                              f"{describe_duckdb_error(exc)}") from exc  # fmt: skip
+
+
 def replay(con, topic: str, letters: Sequence[tuple[int, int, bytes | None]], *, now: datetime,
            actor: str, incident: str | None = None, reason: str | None = None) -> ReplayOutcome:  # fmt: skip
     """Re-ingest dead letters `(partition, offset, payload)` of `topic`: the rows that now pass validation
     and their handled rows in one transaction (see the module docstring)."""
-    import duckdb
 
     ensure_tables(con)
     dead = {(d.partition, d.offset) for d in load_dead_letters(con, topic)}
@@ -126,24 +150,12 @@ def replay(con, topic: str, letters: Sequence[tuple[int, int, bytes | None]], *,
     bad = {i: (error, detail) for i, error, detail in rejected}
     stamp = now.replace(tzinfo=None)
     passed = [(p, o) for i, (p, o, _) in enumerate(todo) if i not in bad]
-    try:
-        con.execute("begin transaction")
+    with _handled_together(con, topic, "dead letters", "replaying"):
         con.execute(insert_valid_sql(), [stamp])
         if passed:
             con.executemany(
-                f"""insert into {HANDLED_TABLE} (source_topic, source_partition, source_offset, action, reason,
-                        incident, actor, handled_at) values (?, ?, ?, ?, ?, ?, ?, ?)""",
-                [[topic, p, o, REPLAYED, reason, incident, actor, stamp] for p, o in passed],
+                HANDLED_INSERT, [[topic, p, o, REPLAYED, reason, incident, actor, stamp] for p, o in passed]
             )
-        con.execute("commit")
-    except duckdb.Error as exc:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("rollback")
-        if isinstance(exc, duckdb.ConstraintException):
-            raise UserFacingError(f"dead letters of {topic} were handled by another replay meanwhile; "
-                                  "nothing of this one was committed, run it again") from exc  # fmt: skip
-        raise UserFacingError(f"replaying dead letters of {topic} failed, nothing committed: "
-                              f"{describe_duckdb_error(exc)}") from exc  # fmt: skip
     outcome.replayed = passed
     outcome.still_invalid = [(todo[i][0], todo[i][1], error, detail) for i, (error, detail) in sorted(bad.items())]
     return outcome
@@ -162,11 +174,7 @@ def archive(con, topic: str, positions: Sequence[tuple[int, int]], *, reason: st
         stamp = now.replace(tzinfo=None)
         con.execute("begin transaction")
         try:
-            con.executemany(
-                f"""insert into {HANDLED_TABLE} (source_topic, source_partition, source_offset, action, reason,
-                        incident, actor, handled_at) values (?, ?, ?, ?, ?, ?, ?, ?)""",
-                [[topic, p, o, ARCHIVED, reason, incident, actor, stamp] for p, o in todo],
-            )
+            con.executemany(HANDLED_INSERT, [[topic, p, o, ARCHIVED, reason, incident, actor, stamp] for p, o in todo])
             con.execute("commit")
         except BaseException:
             with contextlib.suppress(Exception):
@@ -346,7 +354,6 @@ def drop_producer_copies(con, topic: str, copies: dict[tuple[int, int], tuple[in
     copy that became a row is removed (never the original's: one row of each payload always stays), and
     every copy gets a handled row (`dropped`), so it is neither replayed nor dropped again. Returns the
     rows removed."""
-    import duckdb
 
     if not copies:
         return 0
@@ -356,24 +363,12 @@ def drop_producer_copies(con, topic: str, copies: dict[tuple[int, int], tuple[in
     if made_rows:
         validate_payloads(con, made_rows)  # fills temp table _checked with their rows
     stamp = now.replace(tzinfo=None)
-    try:
-        con.execute("begin transaction")
+    with _handled_together(con, topic, "producer copies", "dropping"):
         removed = int(con.execute(DELETE_COPIES_SQL).fetchone()[0]) if made_rows else 0
-        con.executemany(
-            f"""insert into {HANDLED_TABLE} (source_topic, source_partition, source_offset, action, reason,
-                    incident, actor, handled_at) values (?, ?, ?, ?, ?, ?, ?, ?)""",
-            [[topic, p, o, DROPPED, f"producer copy of {p}:{first} (identical key and payload)", incident, actor,
-              stamp] for (p, o), (first, _) in sorted(copies.items())],
-        )  # fmt: skip
-        con.execute("commit")
-    except duckdb.Error as exc:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("rollback")
-        if isinstance(exc, duckdb.ConstraintException):
-            raise UserFacingError(f"producer copies of {topic} were handled by another replay meanwhile; "
-                                  "nothing of this one was committed, run it again") from exc  # fmt: skip
-        raise UserFacingError(f"dropping producer copies of {topic} failed, nothing committed: "
-                              f"{describe_duckdb_error(exc)}") from exc  # fmt: skip
+        con.executemany(HANDLED_INSERT, [
+            [topic, p, o, DROPPED, f"producer copy of {p}:{first} (identical key and payload)", incident, actor, stamp]
+            for (p, o), (first, _) in sorted(copies.items())
+        ])  # fmt: skip
     return removed
 
 

@@ -11,7 +11,16 @@ from sqlalchemy import Engine, event
 from reliability.cli import main
 from reliability.incidents.model import Detection, FaultClass, Source, TimelineKind
 from reliability.incidents.store import IncidentStore
-from reliability.review.metrics import IMPACT_ESTIMATE, IncidentTimes, overall, p90, since, stats_by, times_of
+from reliability.review.metrics import (
+    IMPACT_ESTIMATE,
+    IncidentTimes,
+    figures,
+    overall,
+    p90,
+    since,
+    stats_by,
+    times_of,
+)
 from reliability.review.prometheus import registry_for, serve, store_loader
 from tests.incidents.conftest import T0, shop_graph
 from tests.review.helpers import open_incident, work_through
@@ -109,17 +118,10 @@ def _store_with(url: str, count: int) -> None:
 
 
 def _per_incident_figures(url: str) -> tuple[list, dict[str, int]]:
-    """The figures read the obvious way, one timeline query per incident: the reference."""
+    """The figures from the obvious read, one whole-timeline query per incident: the reference."""
     with IncidentStore(url) as store:
-        times, detections = [], {}
-        for inc in store.list_incidents():
-            timeline = store.timeline(inc.id)
-            times.append(times_of(inc, timeline))
-            for entry in timeline:
-                if entry.kind == "detection":
-                    fault = str(entry.data.get("fault_class") or inc.fault_class)
-                    detections[fault] = detections.get(fault, 0) + 1
-    return times, detections
+        incidents = store.list_incidents()
+        return figures(incidents, {inc.id: store.timeline(inc.id) for inc in incidents})
 
 
 def _scrape_counting_queries(url: str) -> tuple[tuple[list, dict[str, int]], int]:
