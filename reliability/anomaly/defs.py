@@ -4,15 +4,15 @@
 `anomaly_completeness` on the numerator of a declared relation); the `anomaly:` section of the assets
 file only overrides or opts out.
 
-The checks run after each materialization of their asset and judge, in one scan per table and day:
-a partitioned run's days; for an unpartitioned run, the complete days (never the day in progress) that
-are new or changed since the last judgement, a day without rows included (a missing day), or the last
-judged day again when none is; for a table without a day column, a whole-table snapshot per day the
-check runs (no freshness check). The measurements are kept in `reliability.metric_history` in the
-warehouse and judged against the history without the days an incident covers. Warn by default,
-blocking per asset. The metadata shows the measured value, the expected band and the score (numbers,
-so Dagster plots them), "learning" while the history is too short, "nothing_to_judge" when there is
-no complete day yet; `partition_keys` lists the anomalous days. The check's `check_type` names the
+The checks run after each materialization of their asset and judge, in one scan per table and day: a
+partitioned run's complete days; for an unpartitioned run or a run of today's partition, the complete days
+(never the day in progress) that are new or changed since the last judgement, a day without rows included (a
+missing day), or the last judged day again when none is; for a table without a day column, a whole-table
+snapshot per day the check runs (no freshness check). The measurements are kept in
+`reliability.metric_history` in the warehouse and judged against the history without the days an incident
+covers. Warn by default, blocking per asset. The metadata shows the measured value, the expected band and the
+score (numbers, so Dagster plots them), "learning" while the history is too short, "nothing_to_judge" when
+there is no complete day yet; `partition_keys` lists the anomalous days. The check's `check_type` names the
 incident's fault class.
 """
 

@@ -174,8 +174,7 @@ def stats_rows(times: list, dimensions: list[str]) -> list[tuple[str, list[str],
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from reliability.review.metrics import DIMENSIONS, since
-    from reliability.review.service import load_figures
+    from reliability.review.metrics import DIMENSIONS, load_figures, since
     from reliability.terminal import print_tables
 
     with _store(args) as store:

@@ -62,7 +62,7 @@ def incident_metrics(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     from pathlib import Path
 
     from reliability.incidents.store import IncidentStore, safe_url, store_url_and_origin
-    from reliability.review.service import load_figures
+    from reliability.review.metrics import load_figures
 
     url, origin = store_url_and_origin()
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():

@@ -1,4 +1,5 @@
-"""Incident metrics (pure): counts and MTTD / MTTA / MTTM / MTTR, median and p90, by a dimension.
+"""Incident metrics: counts and MTTD / MTTA / MTTM / MTTR, median and p90, by a dimension. Pure, but
+for `load_figures`, the one store read they need.
 
 One `IncidentTimes` per incident, built from the store's record; every interval is in seconds and None
 while it has not happened (an open incident has no MTTR: it is left out of that figure, not zero).
@@ -139,3 +140,10 @@ def overall(times: Sequence[IncidentTimes]) -> GroupStats:
 
 def since(times: Iterable[IncidentTimes], start: datetime | None) -> list[IncidentTimes]:
     return [t for t in times if start is None or t.detected_at >= start]
+
+
+def load_figures(store: Any) -> tuple[list[IncidentTimes], dict[str, int]]:
+    """Every incident's times and the detections by fault class (`figures`) in two store queries however
+    many incidents there are: what `/metrics`, `incidents stats` and `incident_metrics` read. Lives here,
+    not in the post-mortem service, so those start without the post-mortem's templates and evidence code."""
+    return figures(store.list_incidents(), store.timelines(FIGURE_KINDS))

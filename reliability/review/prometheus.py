@@ -74,7 +74,7 @@ def store_loader(store_url: str | None) -> Callable[[], tuple[list[IncidentTimes
 
     def load() -> tuple[list[IncidentTimes], dict[str, int]]:
         from reliability.incidents.store import IncidentStore
-        from reliability.review.service import load_figures
+        from reliability.review.metrics import load_figures
 
         with IncidentStore(store_url, create=False) as store:
             return load_figures(store)

@@ -19,7 +19,6 @@ import yaml
 from reliability.errors import ConfigError
 from reliability.incidents.model import format_incident_id
 from reliability.review.gather import gather
-from reliability.review.metrics import FIGURE_KINDS, IncidentTimes, figures
 from reliability.review.postmortem import PostMortem, build_postmortem, notes_skeleton
 from reliability.review.render import render
 from reliability.yamlfile import load_yaml_mapping
@@ -56,12 +55,6 @@ class Written:
     text: str
     notes_path: Path
     notes_created: bool
-
-
-def load_figures(store: Any) -> tuple[list[IncidentTimes], dict[str, int]]:
-    """Every incident's times and the detections by fault class (`metrics.figures`) in two store queries
-    however many incidents there are: what `/metrics`, `incidents stats` and `incident_metrics` read."""
-    return figures(store.list_incidents(), store.timelines(FIGURE_KINDS))
 
 
 def lineage_edges(graph: Any) -> list[tuple[str, str]]:
