@@ -80,6 +80,23 @@ def wait_for(what: str, predicate: Callable[[], T], log: Path, timeout_s: float 
     raise AssertionError(f"timed out waiting for {what}; daemon log tail:\n{tail}")
 
 
+@contextmanager
+def in_process_workspace(instance: Any, module_name: str) -> Iterator[Any]:
+    """A workspace context on the code location `module_name` (its `defs`), loaded in this process: what
+    the daemon's own iterations (e.g. `execute_backfill_iteration`) take, without a daemon process."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name=module_name, attribute="defs", working_directory=str(REPO)),
+        location_name="platform",
+    )
+    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as context:
+        yield context
+
+
 def submit_backfill(instance: Any, asset_graph: Any, keys: Iterable[Any], days: Iterable[date], title: str) -> str:
     """One asset backfill of `keys` over `days`, as the UI's "Materialize" of a selection submits it
     (an unpartitioned asset among them is built once); returns its id. The daemon runs it."""

@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from reliability.settings import get_settings
-from tests.daemon_harness import REPO, submit_backfill
+from tests.daemon_harness import in_process_workspace, submit_backfill
 
 DAYS = [date(2026, 1, 5) + timedelta(days=i) for i in range(5)]
 DAILY = {"raw_customers", "raw_payments", "stg_orders", "stg_customers", "stg_payments", "fct_orders", "daily_revenue"}
@@ -26,24 +26,15 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def workspace_context(tmp_path, monkeypatch):
     """The reconciliation test's code location (the platform without automation), loaded in process."""
-    from dagster._core.remote_origin import InProcessCodeLocationOrigin
-    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
-
     monkeypatch.setenv("RELIABILITY_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
     monkeypatch.setenv("RELIABILITY_INCIDENT_STORE_URL", f"sqlite:///{tmp_path / 'incidents.db'}")
     monkeypatch.setenv("RELIABILITY_PARTITIONS_START_DATE", "2026-01-01")
     get_settings.cache_clear()
     sys.modules.pop(LOCATION, None)  # the location reads the settings when it is imported
-    origin = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(module_name=LOCATION, attribute="defs", working_directory=str(REPO)),
-        location_name="platform",
-    )
     queued = {"run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"}}
     with (
         dg.instance_for_test(overrides=queued, temp_dir=str(tmp_path)) as instance,
-        WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as context,
+        in_process_workspace(instance, LOCATION) as context,
     ):
         yield context
     sys.modules.pop(LOCATION, None)

@@ -42,7 +42,7 @@ from reliability.review.render import render
 from reliability.review.service import lineage_edges, write_postmortem
 from reliability.settings import get_settings
 from reliability.shop.generator import ShopScale
-from tests.daemon_harness import REPO
+from tests.daemon_harness import in_process_workspace
 from tests.incidents.test_shop_end_to_end import GENERATED, soda_checks_of
 from tests.shop_harness import DAY, build, failed_checks, run, shop_settings
 
@@ -55,18 +55,10 @@ def run_backfill(instance: dg.DagsterInstance, backfill_id: str) -> None:
     """The backfill daemon's iteration, in process, on the platform's code location (`LOCATION`), until
     the backfill has ended: the instance launches each run synchronously, so the iteration runs it."""
     from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES
-    from dagster._core.remote_origin import InProcessCodeLocationOrigin
-    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
     from dagster._daemon.backfill import execute_backfill_iteration
     from dagster._daemon.daemon import get_default_daemon_logger
 
-    origin = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(module_name=LOCATION, attribute="defs", working_directory=str(REPO)),
-        location_name="platform",
-    )
-    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as context:
+    with in_process_workspace(instance, LOCATION) as context:
         for _ in range(10):
             list(execute_backfill_iteration(context, get_default_daemon_logger("BackfillDaemon")))
             if instance.get_backfill(backfill_id).status in BULK_ACTION_TERMINAL_STATUSES:
